@@ -1,0 +1,111 @@
+"""The common shape of every image source, and `build_source` to pick one.
+
+A source is the first stage of the SimCLR data flow: it yields each example
+once, in a fixed order, as `(index, image, label)`. Augmentation (two views),
+shuffling, repetition and batching happen downstream.
+"""
+
+import dataclasses
+import os
+from typing import Callable
+
+import tensorflow as tf
+
+FASHION_MNIST_OFFLINE = "fashion_mnist_offline"
+FOLDER_PREFIX = "folder:"
+# A dataset string starting like this is a path even without "folder:".
+_PATH_STARTS = ("/", "./", "../", "~")
+
+
+class DataSourceError(ValueError):
+    """A dataset, path or file cannot be used as a source; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceConfig:
+    """Which images to read.
+
+    dataset: "fashion_mnist_offline" (Debian's IDX files, no network), "folder:/path"
+      (or a path such as "/data/imgs"), or a tfds name such as "cifar10", "stl10",
+      "imagenet2012_subset/1pct".
+    split: a tfds split expression ("train[:10%]", "unlabelled"); "train" or
+      "test" for fashion_mnist_offline; must stay "train" for folders.
+    data_dir: tfds data_dir; for fashion_mnist_offline the IDX directory
+      (default /usr/share/datasets/fashion-mnist); must be None for folders.
+    download: let tfds download and prepare a dataset missing from data_dir.
+    """
+
+    dataset: str = FASHION_MNIST_OFFLINE
+    split: str = "train"
+    data_dir: str | None = None
+    download: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise ValueError(f"dataset must be a non-empty string, got {self.dataset!r}")
+        if not isinstance(self.split, str) or not self.split.strip():
+            raise ValueError(f"split must be a non-empty string, got {self.split!r}")
+
+
+MakeDataset = Callable[[tf.distribute.InputContext | None], tf.data.Dataset]
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A finite image source.
+
+    `make_dataset(input_context)` returns an unbatched, unshuffled dataset of
+    `(index, image, label)`: index int64 in [0, num_examples), unique over the
+    whole source so augmentation seeds can depend on it; image uint8 [H, W, 3];
+    label int64, -1 when unlabeled. With an InputContext of n pipelines,
+    pipeline k yields a disjoint part and the n parts together yield everything
+    once (see each builder for how the parts are cut).
+    """
+
+    name: str
+    num_examples: int
+    num_classes: int | None  # None when unlabeled
+    make_dataset: MakeDataset
+    class_names: tuple[str, ...] | None = None
+
+
+def pipeline_shard(input_context: tf.distribute.InputContext | None) -> tuple[int, int]:
+    """(number of pipelines, this pipeline's id); (1, 0) without a context."""
+    if input_context is None:
+        return 1, 0
+    return input_context.num_input_pipelines, input_context.input_pipeline_id
+
+
+def shard_every_nth(
+    ds: tf.data.Dataset, input_context: tf.distribute.InputContext | None
+) -> tf.data.Dataset:
+    """Pipeline k of n keeps elements k, k + n, k + 2n, ..."""
+    num_pipelines, pipeline_id = pipeline_shard(input_context)
+    if num_pipelines == 1:
+        return ds
+    return ds.shard(num_pipelines, pipeline_id)
+
+
+def source_kind(dataset: str) -> str:
+    """Which builder reads `dataset`: a key of the dict in `build_source`."""
+    if dataset == FASHION_MNIST_OFFLINE:
+        return FASHION_MNIST_OFFLINE
+    if dataset.startswith(FOLDER_PREFIX) or dataset.startswith(_PATH_STARTS):
+        return "folder"
+    if os.path.isdir(dataset):
+        return "folder"
+    return "tfds"
+
+
+def build_source(config: SourceConfig) -> Source:
+    """The `Source` named by `config.dataset`."""
+    # Imported here: those modules import the types above, and importing
+    # tensorflow_datasets costs seconds the offline default does not need.
+    from simclr_tf.data import folder, idx, tfds_source
+
+    builders: dict[str, Callable[[SourceConfig], Source]] = {
+        FASHION_MNIST_OFFLINE: idx.build_fashion_mnist_source,
+        "folder": folder.build_folder_source,
+        "tfds": tfds_source.build_tfds_source,
+    }
+    return builders[source_kind(config.dataset)](config)
