@@ -44,14 +44,17 @@ def pretrain_dataset(
     if cache:
         examples = examples.cache()
 
-    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
-        shuffled = examples.shuffle(shuffle_buffer, seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False)
-        return shuffled.map(lambda index, image, label: (epoch, index, image, label))
+    examples_per_epoch = examples.cardinality()
+    if examples_per_epoch < 0:
+        raise ValueError(f"{source.name}: the number of examples per input pipeline must be known")
 
-    def augment(epoch, index, image, label):
+    def augment(position, example):
+        index, image, label = example
+        epoch = position // examples_per_epoch
         return make_views(pipeline, image, base_seed, epoch, index, num_views), label
 
-    dataset = tf.data.Dataset.counter().flat_map(one_epoch)
+    # A fixed int seed makes tf.data's per-epoch reshuffles the same on every run.
+    dataset = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat().enumerate()
     dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=True)
     return dataset.prefetch(AUTOTUNE).with_options(_deterministic_options())

@@ -311,12 +311,10 @@ def test_invalid_arguments_are_named(kwargs, argument):
         LARS(0.1, **kwargs)
 
 
-def test_mirrored_strategy_matches_single_device():
+def test_mirrored_strategy_matches_single_device(mirrored_strategy):
     """Under MirroredStrategy the replicas' gradients are summed, then one LARS step."""
-    devices = tf.config.list_logical_devices("CPU")[:2]
-    if len(devices) < 2:
-        pytest.skip("needs 2 logical CPU devices")
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+    strategy = mirrored_strategy
+    devices = strategy.extended.worker_devices
     with strategy.scope():
         variables = _tiny_model().trainable_variables
         optimizer = LARS(LEARNING_RATE, weight_decay=WEIGHT_DECAY, eeta=EETA)
@@ -327,8 +325,8 @@ def test_mirrored_strategy_matches_single_device():
     @tf.function
     def train_step():
         def replica_step():
-            # Half the gradient on each replica: the all-reduced sum is `grads`.
-            optimizer.apply([tf.constant(g / 2) for g in grads], variables)
+            # 1/R of the gradient on each replica: the all-reduced sum is `grads`.
+            optimizer.apply([tf.constant(g / len(devices)) for g in grads], variables)
 
         strategy.run(replica_step)
 
