@@ -38,4 +38,8 @@ def save_png_atomically(image: Image.Image, path: str) -> None:
     os.makedirs(directory, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=directory, suffix=".png.tmp", delete=False) as tmp:
         image.save(tmp, format="PNG")
+    # NamedTemporaryFile is private (0600); give the PNG the usual umask-based mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp.name, 0o666 & ~umask)
     os.replace(tmp.name, path)
