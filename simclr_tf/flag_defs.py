@@ -60,15 +60,19 @@ def augment_config_from_flags(values: flags.FlagValues) -> AugmentConfig:
     try:
         return AugmentConfig.for_image_size(values.image_size, **overrides)
     except ValueError as error:
-        raise FlagError(_name_flags(str(error), {"ops": "augmentations", "crop_area_range": "crop_min_area"})) from error
+        raise FlagError(name_flags(str(error), {"ops": "augmentations", "crop_area_range": "crop_min_area"})) from error
 
 
 class FlagError(ValueError):
     """A flag value (or combination) the library rejected; the message names the flag."""
 
 
-def _name_flags(message: str, renames: dict[str, str]) -> str:
-    """Rewrites a config error's leading field name as the flag a user typed."""
-    field = message.split(" ", 1)[0].rstrip(":")
+def name_flags(message: str, renames: dict[str, str] | None = None) -> str:
+    """Rewrites a config error's leading field name ("resnet_depth must ...",
+    "image_size=8 is ...") as the flag a user typed ("--resnet_depth: ...")."""
+    if message.startswith("--"):
+        return message
+    renames = renames or {}
+    field = message.split(" ", 1)[0].rstrip(":").split("=", 1)[0]
     flag = renames.get(field, field)
     return f"--{flag}: {message}" if field in renames or hasattr(flags.FLAGS, flag) else message

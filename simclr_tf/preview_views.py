@@ -1,7 +1,6 @@
 """The pixels of an augmentation preview: each image next to its views."""
 
 import numpy as np
-import tensorflow as tf
 
 from simclr_tf.augment import AugmentConfig, as_seed, build_pipeline, make_views, preprocess_for_eval, to_unit_float
 from simclr_tf.data import Source

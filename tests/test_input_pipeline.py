@@ -64,3 +64,28 @@ def test_eval_dataset_is_one_ordered_pass():
 def test_bad_batch_size_raises():
     with pytest.raises(ValueError, match="batch_size"):
         pretrain_dataset(tiny_source(), AugmentConfig.for_image_size(16), 0)
+
+
+def test_stream_started_at_an_example_continues_the_uninterrupted_stream():
+    config = AugmentConfig.for_image_size(8)
+    uninterrupted = first_batches(pretrain_dataset(tiny_source(), config, 2, seed=3), 9)
+    # 12 examples per epoch: example 10 is inside epoch 0, example 16 inside epoch 1.
+    for start_batch in (5, 8):
+        resumed = first_batches(pretrain_dataset(tiny_source(), config, 2, seed=3, start_example=2 * start_batch), 9 - start_batch)
+        for (views, labels), (expected_views, expected_labels) in zip(resumed, uninterrupted[start_batch:]):
+            np.testing.assert_array_equal(labels, expected_labels)
+            np.testing.assert_array_equal(views, expected_views)
+
+
+@pytest.mark.parametrize("global_seed", [0, 7])
+def test_stream_ignores_tensorflow_global_seed(global_seed):
+    config = AugmentConfig.for_image_size(8)
+    expected = first_batches(pretrain_dataset(tiny_source(), config, 4, seed=1), 4)
+    tf.random.set_seed(global_seed)
+    try:
+        seeded = first_batches(pretrain_dataset(tiny_source(), config, 4, seed=1), 4)
+    finally:
+        tf.random.set_seed(None)
+    for (views, labels), (expected_views, expected_labels) in zip(seeded, expected):
+        np.testing.assert_array_equal(labels, expected_labels)
+        np.testing.assert_array_equal(views, expected_views)

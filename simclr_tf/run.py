@@ -1,0 +1,168 @@
+"""SimCLR pretraining, fine-tuning and evaluation from the command line.
+
+    python -m simclr_tf.run --flagfile=flags/quickstart_fashion_mnist.cfg
+    python -m simclr_tf.run --flagfile=flags/cifar10_resnet18_pretrain.cfg --model_dir=/tmp/r18
+    python -m simclr_tf.run --mode=train_then_eval --train_mode=finetune --checkpoint=/tmp/r18 ...
+
+Flag names and defaults follow google-research/simclr's tf2/run.py where the meaning is
+the same (README lists the few deliberate differences). Flags are parsed here only:
+this module turns them into one RunConfig and hands it to the library.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+
+from simclr_tf import flag_defs
+
+flags.DEFINE_enum("mode", "train", ["train", "eval", "train_then_eval"], "Train, evaluate the newest checkpoint, or both.")
+flags.DEFINE_enum("train_mode", "pretrain", ["pretrain", "finetune"], "SimCLR pretraining, or supervised fine-tuning.")
+flags.DEFINE_string("model_dir", None, "Where checkpoints, summaries and results go. A run resumes from here.")
+flags.DEFINE_string("checkpoint", None,
+                    "Checkpoint (prefix or directory) to initialise from when model_dir has none, e.g. the "
+                    "pretraining run to fine-tune; with --mode=eval, the checkpoint to evaluate.")
+flag_defs.define_source_flags()
+flags.DEFINE_string("eval_split", "test", "Split to evaluate on (the reference's default is 'validation').")
+flag_defs.define_augment_flags()
+
+flags.DEFINE_integer("resnet_depth", 50, "ResNet depth: 18, 34, 50, 101, 152 or 200.")
+flags.DEFINE_float("width_multiplier", 1.0, "Channel multiplier (the paper: 1, 2, 4; tests and CPU demos use < 1).")
+flags.DEFINE_bool("cifar_stem", None, "3x3 stride-1 stem without max-pool. Default: on for image_size <= 32 (as the reference).")
+flags.DEFINE_float("sk_ratio", 0.0, "Selective-kernel ratio (SimCLRv2: 0.0625); 0 disables.")
+flags.DEFINE_float("se_ratio", 0.0, "Squeeze-excitation ratio; 0 disables.")
+flags.DEFINE_bool("global_bn", True, "Batch-norm statistics over the global batch (all replicas).")
+flags.DEFINE_float("batch_norm_decay", 0.9, "Batch-norm moving-average decay.")
+flags.DEFINE_enum("proj_head_mode", "nonlinear", ["none", "linear", "nonlinear"], "Projection head type.")
+flags.DEFINE_integer("proj_out_dim", 128, "Projection output dimension.")
+flags.DEFINE_integer("num_proj_layers", 3, "Layers of the nonlinear projection head (v1: 2, v2: 3).")
+flags.DEFINE_integer("ft_proj_selector", 0, "Projection-head layer fine-tuning starts from (0 = h).")
+flags.DEFINE_bool("zero_init_logits_layer", False, "Zero-initialise the supervised head.")
+
+flags.DEFINE_enum("optimizer", "lars", ["lars", "momentum", "adam"], "Optimizer.")
+flags.DEFINE_float("learning_rate", 0.3, "Base learning rate, per 256 images with linear scaling.")
+flags.DEFINE_enum("learning_rate_scaling", "linear", ["linear", "sqrt"], "How the learning rate scales with the batch.")
+flags.DEFINE_float("warmup_epochs", 10, "Epochs of linear warmup before the cosine decay.")
+flags.DEFINE_float("weight_decay", 1e-6, "Weight decay (LARS: coupled; others: L2 in the loss).")
+flags.DEFINE_float("momentum", 0.9, "Momentum of LARS and SGD.")
+
+flags.DEFINE_integer("train_batch_size", 512, "Global batch size (all replicas together).")
+flags.DEFINE_integer("train_epochs", 100, "Epochs to train.")
+flags.DEFINE_integer("train_steps", 0, "Steps to train; overrides train_epochs when > 0.")
+flags.DEFINE_float("temperature", 0.1, "NT-Xent temperature.")
+flags.DEFINE_bool("hidden_norm", True, "L2-normalise projections before the contrastive loss.")
+flags.DEFINE_bool("lineareval_while_pretraining", True, "Train a linear head on stop_gradient(h) while pretraining.")
+flags.DEFINE_integer("fine_tune_after_block", -1, "Freeze up to this block when fine-tuning: -1 none, 0 stem, 4 all but heads.")
+flags.DEFINE_integer("checkpoint_epochs", 1, "Epochs between checkpoints.")
+flags.DEFINE_integer("checkpoint_steps", 0, "Steps between checkpoints; overrides checkpoint_epochs when > 0.")
+flags.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints to keep.")
+flags.DEFINE_integer("steps_per_loop", 0, "Steps per tf.function call, between progress lines and summaries (0: checkpoint_steps).")
+flags.DEFINE_integer("seed", 0, "Seed of data order and augmentation.")
+flags.DEFINE_integer("shuffle_buffer", 10_000, "Shuffle buffer, in examples.")
+flags.DEFINE_bool("cache_dataset", False, "Keep decoded images in memory (small datasets).")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "Compute precision.")
+
+flags.DEFINE_integer("eval_batch_size", 256, "Global eval batch size.")
+flags.DEFINE_integer("eval_steps", 0, "Eval batches; 0 = the whole eval split.")
+flags.DEFINE_bool("linear_eval", False, "Also train a linear classifier on the frozen encoder's features (train split) and test it.")
+flags.DEFINE_integer("linear_eval_epochs", 30, "Epochs of that linear classifier.")
+flags.DEFINE_bool("compare_random_encoder", False, "Also linear-evaluate a randomly initialised encoder of the same architecture.")
+
+flags.DEFINE_bool("use_tpu", False, "Train on a Cloud TPU (the reference's default is True).")
+flags.DEFINE_string("tpu_name", None, "Cloud TPU name or grpc:// address; empty = the local TPU VM / Colab TPU.")
+flags.DEFINE_string("tpu_zone", None, "GCE zone of the Cloud TPU.")
+flags.DEFINE_string("gcp_project", None, "GCP project of the Cloud TPU.")
+flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into this many replicas (MirroredStrategy), to test distributed runs.")
+FLAGS = flags.FLAGS
+
+
+def config_from_flags(values: flags.FlagValues):
+    from simclr_tf.config import EvalConfig, ModelConfig, OptimizerConfig, RunConfig, StrategyConfig, TrainConfig
+
+    def pick(cls, **renamed):
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{name: renamed.get(name, getattr(values, name, None)) for name in names
+                      if name in renamed or name in values})
+
+    if not values.model_dir:
+        raise flag_defs.FlagError("--model_dir must be set")
+    augment = flag_defs.augment_config_from_flags(values)
+    cifar_stem = values.cifar_stem if values.cifar_stem is not None else values.image_size <= 32
+    return RunConfig(
+        model_dir=values.model_dir,
+        mode=values.mode,
+        checkpoint=values.checkpoint,
+        source=flag_defs.source_config_from_flags(values, values.train_split),
+        augment=augment,
+        model=pick(ModelConfig, cifar_stem=cifar_stem),
+        optimizer=pick(OptimizerConfig),
+        train=pick(TrainConfig),
+        eval=pick(EvalConfig),
+        strategy=pick(StrategyConfig),
+    )
+
+
+def _flag_message(error: Exception) -> str:
+    message = " ".join(str(error).split())
+    return flag_defs.name_flags(message)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        config = config_from_flags(FLAGS)
+    except ValueError as error:
+        sys.exit(f"error: {_flag_message(error)}")
+
+    import keras
+    import tensorflow as tf
+
+    # TensorFlow's own INFO lines (checkpoint sharding, ...) would drown the progress lines.
+    tf.get_logger().setLevel("WARNING")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+
+    from simclr_tf.data import DataSourceError
+    from simclr_tf.io_utils import write_json_atomically
+    from simclr_tf.strategy import build_strategy, describe
+    from simclr_tf.training.checkpoints import CheckpointError
+    from simclr_tf.training.evaluate import evaluate
+    from simclr_tf.training.trainer import Trainer
+    from simclr_tf.training.workers import is_chief
+
+    try:
+        strategy = build_strategy(config.strategy)
+        keras.mixed_precision.set_global_policy(config.train.precision)
+        print(f"strategy: {describe(strategy)}", flush=True)
+        if is_chief(strategy):
+            os.makedirs(config.model_dir, exist_ok=True)
+            config.write(os.path.join(config.model_dir, "config.json"))
+            write_json_atomically(os.path.join(config.model_dir, "flags.json"), our_flag_values(FLAGS))
+        # Same initial weights for a seed, whatever the number of replicas.
+        keras.utils.set_random_seed(config.train.seed)
+        if config.mode in ("train", "train_then_eval"):
+            trainer = Trainer(config, strategy, printer=lambda line: print(line, flush=True))
+            trainer.train()
+        if config.mode in ("eval", "train_then_eval"):
+            result = evaluate(config, strategy, printer=lambda line: print(line, flush=True))
+            print("result: " + json.dumps(result, sort_keys=True), flush=True)
+    except DataSourceError as error:
+        sys.exit(f"error: --dataset={FLAGS.dataset}: {_flag_message(error)}")
+    except (ValueError, CheckpointError) as error:
+        sys.exit(f"error: {_flag_message(error)}")
+
+
+def our_flag_values(values: flags.FlagValues) -> dict:
+    """This tool's flags and their values (not absl's own logging flags), as flags.json records them."""
+    ours = {}
+    for module, module_flags in values.flags_by_module_dict().items():
+        if not module.startswith(("absl.", "tensorflow.")):
+            ours.update({flag.name: flag.value for flag in module_flags})
+    return dict(sorted(ours.items()))
+
+
+if __name__ == "__main__":
+    app.run(main)

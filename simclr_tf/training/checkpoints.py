@@ -1,0 +1,111 @@
+"""Training checkpoints: resume from model_dir, or start fine-tuning from a pretraining checkpoint.
+
+The model is checkpointed as a flat {variable.path: variable} dict, not as its
+object graph: Keras 3 keeps sub-layers held in Python lists (ResNet block groups,
+projection-head layers) out of TensorFlow's checkpoint graph, so `Checkpoint(model=
+model)` would silently drop most weights. Variable paths are stable names
+("simclr/resnet/block_group1/block1/conv_1/conv2d/kernel"), so checkpoints stay
+readable and partial restores (encoder only) are a dict filter.
+
+tf.train.CheckpointManager writes the data files first and the `checkpoint` index
+file last (atomically), so a run killed mid-save resumes from the previous one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from simclr_tf.models import SimCLRModel
+
+MODEL_KEY = "model"
+PRETRAINED_PARTS = ("/resnet/", "/projection_head/")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used; the message names it."""
+
+
+def model_variables(model: keras.Model, parts: tuple[str, ...] | None = None) -> dict[str, tf.Variable]:
+    """{path: variable} of every model variable (or those whose path contains one of `parts`)."""
+    variables = {v.path: v for v in model.variables if parts is None or any(p in f"/{v.path}/" for p in parts)}
+    if parts is None and len(variables) != len(model.variables):
+        raise ValueError(f"{model.name}: variable paths are not unique; a checkpoint could not tell them apart")
+    return variables
+
+
+def model_checkpoint(model: keras.Model, **others) -> tf.train.Checkpoint:
+    return tf.train.Checkpoint(**{MODEL_KEY: model_variables(model)}, **others)
+
+
+def make_manager(model: SimCLRModel, optimizer, model_dir: str, max_to_keep: int) -> tf.train.CheckpointManager:
+    return tf.train.CheckpointManager(model_checkpoint(model, optimizer=optimizer), directory=model_dir,
+                                      max_to_keep=max_to_keep)
+
+
+def resolve(path: str) -> str:
+    """A checkpoint prefix from a prefix or a directory holding checkpoints."""
+    if tf.io.gfile.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f"--checkpoint={path}: directory has no checkpoint")
+        return latest
+    if not tf.io.gfile.exists(f"{path}.index"):
+        raise CheckpointError(f"--checkpoint={path}: no such checkpoint (expected {path}.index)")
+    return path
+
+
+def _restore_variables(variables: dict[str, tf.Variable], path: str) -> None:
+    try:
+        tf.train.Checkpoint(**{MODEL_KEY: variables}).read(path).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError) as error:  # Missing variables, or other shapes.
+        message = " ".join(str(error).split())[:300]
+        raise CheckpointError(f"--checkpoint={path}: does not hold this model's weights ({message})") from error
+
+
+def restore_model(model: keras.Model, path: str) -> None:
+    """Loads every model variable (evaluation); optimizer state is not read."""
+    _restore_variables(model_variables(model), resolve(path))
+
+
+def restore_pretrained(model: SimCLRModel, path: str, *, zero_init_logits_layer: bool) -> None:
+    """Loads encoder and projection head from a (pretraining) checkpoint; not the optimizer or step.
+
+    The supervised head is loaded too when the checkpoint's has the same shape (the
+    online linear head of pretraining is a good start for fine-tuning) unless
+    `zero_init_logits_layer`; with another number of classes it starts fresh.
+    """
+    path = resolve(path)
+    _restore_variables(model_variables(model, PRETRAINED_PARTS), path)
+    head = model.supervised_head
+    if head is None:
+        return
+    if zero_init_logits_layer:
+        for variable in head.variables:
+            variable.assign(tf.zeros_like(variable))
+        return
+    try:
+        _restore_variables(model_variables(model, ("/supervised_head/",)), path)
+        logging.info("supervised head initialised from %s", path)
+    except CheckpointError as error:  # Another number of classes, or no head stored.
+        logging.info("supervised head starts fresh: %s", error)
+
+
+def restore_or_initialize(manager: tf.train.CheckpointManager, *, init_checkpoint: str | None, model: SimCLRModel,
+                          zero_init_logits_layer: bool) -> str:
+    """Resumes from model_dir's newest checkpoint; else initialises from `init_checkpoint`; says which."""
+    latest = manager.latest_checkpoint
+    if latest:
+        manager.checkpoint.read(latest).assert_existing_objects_matched()
+        return f"resumed from {latest}"
+    if init_checkpoint:
+        restore_pretrained(model, init_checkpoint, zero_init_logits_layer=zero_init_logits_layer)
+        return f"initialised from {init_checkpoint}"
+    return "initialised randomly"
+
+
+def latest_in(model_dir: str) -> str | None:
+    return tf.train.latest_checkpoint(model_dir) if os.path.isdir(model_dir) else None

@@ -1,0 +1,128 @@
+"""Evaluation of a checkpoint: the supervised head's top-1/top-5 on the eval split and,
+optionally, the linear evaluation of the frozen encoder next to a random encoder's.
+
+Writes result.json (and result_<step>.json) to model_dir, as the reference does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from simclr_tf.config import RunConfig
+from simclr_tf.data import Source, build_source
+from simclr_tf.evaluation import LinearEvalConfig, linear_eval, topk_accuracy
+from simclr_tf.io_utils import write_json_atomically
+from simclr_tf.models import SimCLRModel
+from simclr_tf.training import checkpoints
+from simclr_tf.training.builders import build_model
+from simclr_tf.training.predict import predict
+from simclr_tf.training.workers import is_chief
+
+FEATURES = "final_avg_pool"
+
+
+def step_of(checkpoint_path: str) -> int:
+    match = re.search(r"ckpt-(\d+)$", checkpoint_path)
+    return int(match.group(1)) if match else 0
+
+
+def _encoder_features(strategy, model: SimCLRModel, source: Source, config: RunConfig) -> tuple[np.ndarray, np.ndarray]:
+    outputs, labels = predict(
+        strategy, lambda images: {FEATURES: model(images, training=False)[FEATURES]}, source,
+        image_size=config.augment.image_size, global_batch_size=config.eval.eval_batch_size,
+    )
+    return outputs[FEATURES], labels
+
+
+def _linear_eval(strategy, model, train_source, eval_source, config) -> dict:
+    started = time.monotonic()
+    train_features, train_labels = _encoder_features(strategy, model, train_source, config)
+    eval_features, eval_labels = _encoder_features(strategy, model, eval_source, config)
+    result = linear_eval(
+        train_features, train_labels, eval_features, eval_labels, eval_source.num_classes,
+        LinearEvalConfig(epochs=config.eval.linear_eval_epochs, seed=config.train.seed),
+    )
+    return {**result.as_dict(), "seconds_with_features": time.monotonic() - started}
+
+
+def evaluate(
+    config: RunConfig,
+    strategy: tf.distribute.Strategy,
+    checkpoint_path: str | None = None,
+    printer: Callable[[str], None] = print,
+) -> dict:
+    """Evaluates `checkpoint_path` (default: newest in model_dir, else --checkpoint)."""
+    path = checkpoint_path or checkpoints.latest_in(config.model_dir) or (
+        checkpoints.resolve(config.checkpoint) if config.checkpoint else None)
+    if path is None:
+        raise checkpoints.CheckpointError(
+            f"--mode=eval: no checkpoint in --model_dir={config.model_dir} and no --checkpoint given")
+    eval_source = build_source(dataclasses.replace(config.source, split=config.eval.eval_split))
+    if not eval_source.num_classes:
+        raise ValueError(f"--eval_split={config.eval.eval_split}: {eval_source.name} has no labels to evaluate against")
+    replicas = strategy.num_replicas_in_sync
+    if config.eval.eval_batch_size % replicas:
+        raise ValueError(f"--eval_batch_size={config.eval.eval_batch_size} is not divisible by the {replicas} replicas")
+
+    has_supervised_head = config.train.train_mode == "finetune" or config.train.lineareval_while_pretraining
+
+    def new_model() -> SimCLRModel:
+        with strategy.scope():
+            return build_model(
+                config.model, image_size=config.augment.image_size,
+                num_classes=eval_source.num_classes if has_supervised_head else None,
+                train_mode=config.train.train_mode, num_replicas=replicas,
+            )
+
+    model = new_model()
+    checkpoints.restore_model(model, path)
+    step = step_of(path)
+    result: dict = {"global_step": step, "checkpoint": path, "eval_split": config.eval.eval_split}
+
+    if has_supervised_head:
+        outputs, labels = predict(
+            strategy, lambda images: {"logits": model(images, training=False)["logits_sup"]}, eval_source,
+            image_size=config.augment.image_size, global_batch_size=config.eval.eval_batch_size,
+            max_steps=config.eval.eval_steps,
+        )
+        result.update(
+            label_top_1_accuracy=topk_accuracy(outputs["logits"], labels, 1),
+            label_top_5_accuracy=topk_accuracy(outputs["logits"], labels, 5),
+            num_eval_examples=int(labels.size),
+        )
+        printer(f"eval at step {step}: supervised head top-1 {result['label_top_1_accuracy']:.4f}, "
+                f"top-5 {result['label_top_5_accuracy']:.4f} on {labels.size} examples of {eval_source.name}:{config.eval.eval_split}")
+
+    if config.eval.linear_eval:
+        train_source = build_source(config.source)
+        result["linear_eval"] = _linear_eval(strategy, model, train_source, eval_source, config)
+        printer(f"linear eval of the frozen encoder: top-1 {result['linear_eval']['top1']:.4f}, "
+                f"top-5 {result['linear_eval']['top5']:.4f}")
+        if config.eval.compare_random_encoder:
+            result["linear_eval_random_encoder"] = _linear_eval(strategy, new_model(), train_source, eval_source, config)
+            random_top1 = result["linear_eval_random_encoder"]["top1"]
+            printer(f"linear eval of a random encoder (same architecture): top-1 {random_top1:.4f}, "
+                    f"top-5 {result['linear_eval_random_encoder']['top5']:.4f}")
+            printer(f"==> linear-eval top-1 on {eval_source.name}:{config.eval.eval_split}: pretrained "
+                    f"{result['linear_eval']['top1']:.2%} vs random encoder {random_top1:.2%}")
+
+    if is_chief(strategy):
+        write_json_atomically(os.path.join(config.model_dir, "result.json"), result)
+        write_json_atomically(os.path.join(config.model_dir, f"result_{step}.json"), result)
+        writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "eval"))
+        with writer.as_default():
+            for name, value in result.items():
+                if isinstance(value, float):
+                    tf.summary.scalar(f"eval/{name}", value, step=step)
+            for name in ("linear_eval", "linear_eval_random_encoder"):
+                if name in result:
+                    tf.summary.scalar(f"eval/{name}_top_1_accuracy", result[name]["top1"], step=step)
+        writer.flush()
+    return result

@@ -1,0 +1,93 @@
+"""One replica's training step: forward both views, SimCLR losses, gradients, update.
+
+Runs inside `strategy.run`; the NT-Xent negatives come from every replica through
+the replica context (simclr_tf.losses), and the loss is divided by the number of
+replicas because the optimizer SUMS the replicas' gradients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from simclr_tf import distributed
+from simclr_tf.losses import contrastive_metrics, nt_xent_loss
+from simclr_tf.models import SimCLRModel
+from simclr_tf.training.builders import l2_penalty
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    train_mode: str  # "pretrain" or "finetune"
+    temperature: float
+    hidden_norm: bool
+    weight_decay: float
+    optimizer_name: str
+    supervised: bool  # train the supervised head (online linear eval, or fine-tuning)
+
+
+def metric_names(config: StepConfig) -> tuple[str, ...]:
+    names = ["total_loss", "weight_decay"]
+    if config.train_mode == "pretrain":
+        names += ["contrast_loss", "contrast_acc", "contrast_entropy"]
+    if config.supervised:
+        names += ["supervised_loss", "supervised_acc"]
+    return tuple(names)
+
+
+def views_to_batch(views: tf.Tensor) -> tf.Tensor:
+    """[b, V, H, W, C] -> [V * b, H, W, C], all first views, then all second views (reference order)."""
+    return tf.concat(tf.unstack(views, axis=1), axis=0)
+
+
+def make_train_step(
+    model: SimCLRModel,
+    optimizer: keras.optimizers.Optimizer,
+    config: StepConfig,
+) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
+    """Returns `step(views, labels) -> {metric: local float32 scalar}` for `strategy.run`."""
+    variables = model.trainable_variables
+
+    def step(views, labels):
+        num_views = views.shape[1]
+        images = views_to_batch(views)
+        metrics = {}
+        with tf.GradientTape() as tape:
+            outputs = model(images, training=True)
+            loss = tf.constant(0.0)
+            if config.train_mode == "pretrain":
+                projections = tf.split(outputs["proj_head_output"], num_views, axis=0)
+                contrast = nt_xent_loss(projections[0], projections[1], config.temperature, normalize=config.hidden_norm)
+                loss += contrast.loss
+                named = contrastive_metrics(contrast)
+                metrics.update(
+                    contrast_loss=contrast.loss,
+                    contrast_acc=named["contrastive_accuracy"],
+                    contrast_entropy=named["contrastive_entropy"],
+                )
+            if config.supervised:
+                logits = tf.cast(outputs["logits_sup"], tf.float32)
+                view_labels = tf.tile(labels, [num_views])
+                supervised_loss = tf.reduce_mean(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=view_labels, logits=logits)
+                )
+                loss += supervised_loss
+                predicted = tf.argmax(logits, axis=1, output_type=view_labels.dtype)
+                metrics.update(
+                    supervised_loss=supervised_loss,
+                    supervised_acc=tf.reduce_mean(tf.cast(tf.equal(predicted, view_labels), tf.float32)),
+                )
+            weight_decay = tf.cast(l2_penalty(model, config.weight_decay, config.optimizer_name), tf.float32)
+            loss += weight_decay
+            scaled_loss = distributed.scale_loss_for_replicas(loss)
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                scaled_loss = optimizer.scale_loss(scaled_loss)
+        gradients = tape.gradient(scaled_loss, variables)
+        optimizer.apply_gradients(zip(gradients, variables))
+        metrics.update(total_loss=loss, weight_decay=weight_decay)
+        return metrics
+
+    return step

@@ -1,0 +1,218 @@
+"""The custom training loop: several steps per tf.function call, checkpoints, summaries, progress.
+
+Data flow: source -> two augmented views per image (per replica) -> strategy.run(step)
+-> NT-Xent over the global batch + online linear head on stop_gradient(h) -> LARS
+-> checkpoint every `checkpoint_steps`. Summaries and the progress line follow each
+loop of `steps_per_loop` steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Callable
+
+import tensorflow as tf
+from absl import logging
+
+from simclr_tf.augment import AugmentConfig
+from simclr_tf.config import RunConfig
+from simclr_tf.data import Source, build_source
+from simclr_tf.input_pipeline import pretrain_dataset
+from simclr_tf.optim import steps_from_epochs
+from simclr_tf.strategy import StrategyError, per_replica_batch_size
+from simclr_tf.training import checkpoints
+from simclr_tf.training.builders import build_model, build_optimizer, freeze_for_finetuning
+from simclr_tf.training.progress import Progress
+from simclr_tf.training.step import StepConfig, make_train_step, metric_names
+from simclr_tf.training.workers import is_chief, worker_dir
+
+# Fine-tuning sees one view with the reference's fine-tuning augmentation: crop and flip.
+FINETUNE_OPS = ("crop", "flip")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    total_steps: int
+    warmup_steps: int
+    checkpoint_steps: int
+    steps_per_loop: int
+
+
+def plan_steps(config: RunConfig, num_examples: int) -> Schedule:
+    """Step counts as the reference derives them, with errors that name the flags."""
+    train = config.train
+    total, warmup = steps_from_epochs(
+        num_examples, train.train_batch_size, train.train_epochs,
+        warmup_epochs=config.optimizer.warmup_epochs, train_steps=train.train_steps,
+    )
+    if warmup >= total:
+        raise StrategyError(
+            f"--warmup_epochs={config.optimizer.warmup_epochs} gives {warmup} warmup steps, not fewer than the "
+            f"{total} training steps (--train_epochs/--train_steps); lower --warmup_epochs or train longer"
+        )
+    epoch_steps = max(1, round(num_examples / train.train_batch_size))
+    checkpoint_steps = train.checkpoint_steps or train.checkpoint_epochs * epoch_steps
+    return Schedule(total, warmup, checkpoint_steps, train.steps_per_loop or checkpoint_steps)
+
+
+def train_augment_config(config: RunConfig) -> tuple[AugmentConfig, int]:
+    if config.train.train_mode == "finetune":
+        return dataclasses.replace(config.augment, ops=FINETUNE_OPS), 1
+    return config.augment, 2
+
+
+def uses_supervised_head(config: RunConfig, source: Source) -> bool:
+    if config.train.train_mode == "finetune":
+        if not source.num_classes:
+            raise StrategyError(f"--train_mode=finetune needs labels, but {source.name} has none (--dataset/--train_split)")
+        return True
+    return bool(config.train.lineareval_while_pretraining and source.num_classes)
+
+
+class Trainer:
+    """Builds a run's model, optimizer, data and checkpoints under one strategy; `train()` runs it."""
+
+    def __init__(self, config: RunConfig, strategy: tf.distribute.Strategy, printer: Callable[[str], None] = print):
+        self.config = config
+        self.strategy = strategy
+        self.printer = printer
+        self.source = build_source(config.source)
+        self.global_batch_size = config.train.train_batch_size
+        self.per_replica_batch_size = per_replica_batch_size(
+            self.global_batch_size, strategy.num_replicas_in_sync, "train_batch_size"
+        )
+        self.schedule = plan_steps(config, self.source.num_examples)
+        supervised = uses_supervised_head(config, self.source)
+        with strategy.scope():
+            self.model = build_model(
+                config.model,
+                image_size=config.augment.image_size,
+                num_classes=self.source.num_classes if supervised else None,
+                train_mode=config.train.train_mode,
+                num_replicas=strategy.num_replicas_in_sync,
+            )
+            if config.train.train_mode == "finetune":
+                freeze_for_finetuning(self.model, config.train.fine_tune_after_block, config.model.ft_proj_selector)
+            self.optimizer = build_optimizer(
+                config.optimizer,
+                global_batch_size=self.global_batch_size,
+                warmup_steps=self.schedule.warmup_steps,
+                total_steps=self.schedule.total_steps,
+            )
+            # Slots must exist before a checkpoint can restore them.
+            self.optimizer.build(self.model.trainable_variables)
+        self.step_config = StepConfig(
+            train_mode=config.train.train_mode,
+            temperature=config.train.temperature,
+            hidden_norm=config.train.hidden_norm,
+            weight_decay=config.optimizer.weight_decay,
+            optimizer_name=config.optimizer.optimizer,
+            supervised=supervised,
+        )
+        self.manager = checkpoints.make_manager(
+            self.model, self.optimizer, worker_dir(strategy, config.model_dir), config.train.keep_checkpoint_max
+        )
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def restore(self) -> str:
+        return checkpoints.restore_or_initialize(
+            self.manager,
+            init_checkpoint=self.config.checkpoint,
+            model=self.model,
+            zero_init_logits_layer=self.config.model.zero_init_logits_layer,
+        )
+
+    def _dataset(self, start_step: int) -> tf.distribute.DistributedDataset:
+        augment_config, num_views = train_augment_config(self.config)
+        train = self.config.train
+
+        def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            return pretrain_dataset(
+                self.source, augment_config, context.get_per_replica_batch_size(self.global_batch_size),
+                seed=train.seed, num_views=num_views, shuffle_buffer=train.shuffle_buffer,
+                cache=train.cache_dataset, input_context=context,
+                start_example=start_step * self.global_batch_size // context.num_input_pipelines,
+            )
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def _write_sample_views(self, writer, step: int) -> None:
+        augment_config, num_views = train_augment_config(self.config)
+        views, _ = next(iter(pretrain_dataset(
+            self.source, augment_config, 4, seed=self.config.train.seed, num_views=num_views,
+            shuffle_buffer=self.config.train.shuffle_buffer, start_example=step * self.global_batch_size,
+        )))
+        with writer.as_default():
+            for view in range(num_views):
+                tf.summary.image(f"augmented_view_{view + 1}", views[:, view], step=step, max_outputs=4)
+
+    def _make_loop(self):
+        strategy = self.strategy
+        replica_step = make_train_step(self.model, self.optimizer, self.step_config)
+        names = metric_names(self.step_config)
+
+        @tf.function
+        def train_steps(iterator, num_steps):
+            totals = [tf.constant(0.0)] * len(names)
+            for _ in tf.range(num_steps):
+                views, labels = next(iterator)
+                per_replica = strategy.run(replica_step, (views, labels))
+                totals = [
+                    total + strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[name], axis=None)
+                    for total, name in zip(totals, names)
+                ]
+            count = tf.cast(num_steps, tf.float32)
+            return {name: total / count for name, total in zip(names, totals)}
+
+        return train_steps
+
+    def train(self) -> dict:
+        """Trains from the restored step to the last; returns the last loop's metrics and timing."""
+        origin = self.restore()
+        start_step = step = self.step
+        total = self.schedule.total_steps
+        chief = is_chief(self.strategy)
+        self.printer(
+            f"{self.config.train.train_mode}: {self.source.name}, {self.source.num_examples} examples, "
+            f"global batch {self.global_batch_size} over {self.strategy.num_replicas_in_sync} replica(s), "
+            f"steps {step}/{total} (warmup {self.schedule.warmup_steps}); {origin}"
+        )
+        writer = tf.summary.create_file_writer(os.path.join(self.config.model_dir, "train")) if chief \
+            else tf.summary.create_noop_writer()
+        metrics: dict[str, float] = {}
+        if step >= total:
+            return {"step": step, "total_steps": total, "metrics": metrics, "seconds": 0.0}
+        if chief:
+            self._write_sample_views(writer, step)
+        progress = Progress(
+            total, self.global_batch_size, step, printer=self.printer,
+            log_path=os.path.join(self.config.model_dir, "train_log.jsonl") if chief else None,
+        )
+        iterator = iter(self._dataset(step))
+        train_steps = self._make_loop()
+        started = time.monotonic()
+        while step < total:
+            num_steps = min(self.schedule.steps_per_loop, total - step,
+                            self.schedule.checkpoint_steps - step % self.schedule.checkpoint_steps)
+            results = train_steps(iterator, tf.constant(num_steps))
+            step = self.step
+            metrics = {name: float(value) for name, value in results.items()}
+            learning_rate = float(self.optimizer.learning_rate)
+            with writer.as_default():
+                for name, value in metrics.items():
+                    tf.summary.scalar(f"train/{name}", value, step=step)
+                tf.summary.scalar("learning_rate", learning_rate, step=step)
+            if step % self.schedule.checkpoint_steps == 0 or step >= total:
+                self.manager.save(checkpoint_number=step)
+                writer.flush()
+            progress.report(step, {**metrics, "learning_rate": learning_rate})
+        writer.flush()
+        seconds = time.monotonic() - started
+        logging.info("trained steps %d..%d in %.1f s", start_step, step, seconds)
+        return {"step": step, "total_steps": total, "metrics": metrics, "seconds": seconds,
+                "images_per_second": (step - start_step) * self.global_batch_size / seconds if seconds else 0.0}
