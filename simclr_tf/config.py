@@ -115,7 +115,7 @@ class EvalConfig:
     eval_batch_size: int = 256
     eval_steps: int = 0
     linear_eval: bool = False
-    linear_eval_epochs: int = 50
+    linear_eval_epochs: int = 100
     compare_random_encoder: bool = False
 
     def __post_init__(self):

@@ -67,7 +67,7 @@ flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_f
 flags.DEFINE_integer("eval_batch_size", 256, "Global eval batch size.")
 flags.DEFINE_integer("eval_steps", 0, "Eval batches; 0 = the whole eval split.")
 flags.DEFINE_bool("linear_eval", False, "Also train a linear classifier on the frozen encoder's features (train split) and test it.")
-flags.DEFINE_integer("linear_eval_epochs", 30, "Epochs of that linear classifier.")
+flags.DEFINE_integer("linear_eval_epochs", 100, "Epochs of that linear classifier (Adam on standardised features).")
 flags.DEFINE_bool("compare_random_encoder", False, "Also linear-evaluate a randomly initialised encoder of the same architecture.")
 
 flags.DEFINE_bool("use_tpu", False, "Train on a Cloud TPU (the reference's default is True).")

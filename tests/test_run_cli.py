@@ -93,3 +93,10 @@ def test_bad_flags_exit_with_one_line_naming_the_flag(flags, named, tmp_path):
     line = error_line(result)
     assert line.startswith("error: ") and named in line, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_mixed_bfloat16_pretraining_runs_with_finite_float32_losses(tmp_path):
+    check_ok(run_cli(*TINY_FLAGS, f"--model_dir={tmp_path}", "--train_steps=2", "--precision=mixed_bfloat16"))
+    log = train_log(str(tmp_path))
+    assert [r["step"] for r in log] == [1, 2]
+    assert all(np.isfinite(r["total_loss"]) and r["contrast_loss"] > 0 for r in log)

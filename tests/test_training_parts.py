@@ -29,7 +29,7 @@ def test_plan_steps_follows_the_reference_formulas():
 
 
 def test_plan_steps_rejects_warmup_as_long_as_training():
-    with pytest.raises(StrategyError, match="--warmup_epochs"):
+    with pytest.raises(ValueError, match="--warmup_epochs"):
         plan_steps(run_config(train_batch_size=100, train_steps=5), 1000)
 
 

@@ -13,6 +13,7 @@ import os
 import time
 from typing import Callable
 
+import keras
 import tensorflow as tf
 from absl import logging
 
@@ -21,7 +22,7 @@ from simclr_tf.config import RunConfig
 from simclr_tf.data import Source, build_source
 from simclr_tf.input_pipeline import pretrain_dataset
 from simclr_tf.optim import steps_from_epochs
-from simclr_tf.strategy import StrategyError, per_replica_batch_size
+from simclr_tf.strategy import per_replica_batch_size
 from simclr_tf.training import checkpoints
 from simclr_tf.training.builders import build_model, build_optimizer, freeze_for_finetuning
 from simclr_tf.training.progress import Progress
@@ -48,7 +49,7 @@ def plan_steps(config: RunConfig, num_examples: int) -> Schedule:
         warmup_epochs=config.optimizer.warmup_epochs, train_steps=train.train_steps,
     )
     if warmup >= total:
-        raise StrategyError(
+        raise ValueError(
             f"--warmup_epochs={config.optimizer.warmup_epochs} gives {warmup} warmup steps, not fewer than the "
             f"{total} training steps (--train_epochs/--train_steps); lower --warmup_epochs or train longer"
         )
@@ -66,7 +67,7 @@ def train_augment_config(config: RunConfig) -> tuple[AugmentConfig, int]:
 def uses_supervised_head(config: RunConfig, source: Source) -> bool:
     if config.train.train_mode == "finetune":
         if not source.num_classes:
-            raise StrategyError(f"--train_mode=finetune needs labels, but {source.name} has none (--dataset/--train_split)")
+            raise ValueError(f"--train_mode=finetune needs labels, but {source.name} has none (--dataset/--train_split)")
         return True
     return bool(config.train.lineareval_while_pretraining and source.num_classes)
 
@@ -101,6 +102,9 @@ class Trainer:
                 warmup_steps=self.schedule.warmup_steps,
                 total_steps=self.schedule.total_steps,
             )
+            if keras.mixed_precision.global_policy().name == "mixed_float16":
+                # float16 gradients underflow without loss scaling; bfloat16 needs none.
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             # Slots must exist before a checkpoint can restore them.
             self.optimizer.build(self.model.trainable_variables)
         self.step_config = StepConfig(
@@ -145,7 +149,7 @@ class Trainer:
         augment_config, num_views = train_augment_config(self.config)
         views, _ = next(iter(pretrain_dataset(
             self.source, augment_config, 4, seed=self.config.train.seed, num_views=num_views,
-            shuffle_buffer=self.config.train.shuffle_buffer, start_example=step * self.global_batch_size,
+            shuffle_buffer=self.config.train.shuffle_buffer,
         )))
         with writer.as_default():
             for view in range(num_views):
