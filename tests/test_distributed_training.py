@@ -16,8 +16,8 @@ import pytest
 from cli_helpers import TINY_FLAGS, check_ok, environment, run_cli, start_cli, train_log
 
 STEPS = 3
-FLAGS = [*TINY_FLAGS, f"--train_steps={STEPS}", "--checkpoint_steps=3", "--lineareval_while_pretraining=false"]
-COMPARED = ("contrast_loss", "total_loss", "contrast_acc")
+FLAGS = [*TINY_FLAGS, f"--train_steps={STEPS}", "--checkpoint_steps=3", "--mode=train_then_eval"]
+COMPARED = ("contrast_loss", "supervised_loss", "total_loss", "contrast_acc")
 
 
 def free_ports(count):
@@ -30,27 +30,36 @@ def free_ports(count):
     return ports
 
 
+def results(model_dir):
+    with open(os.path.join(model_dir, "result.json")) as f:
+        return train_log(model_dir), json.load(f)
+
+
 @pytest.fixture(scope="module")
-def single_replica_log(tmp_path_factory):
+def single_replica(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("one"))
     check_ok(run_cli(*FLAGS, f"--model_dir={model_dir}"))
-    return train_log(model_dir)
+    return results(model_dir)
 
 
-def assert_same_losses(log, expected):
-    assert [r["step"] for r in log] == [r["step"] for r in expected] == list(range(1, STEPS + 1))
+def assert_same_run(run, expected):
+    (log, result), (expected_log, expected_result) = run, expected
+    assert [r["step"] for r in log] == [r["step"] for r in expected_log] == list(range(1, STEPS + 1))
     for name in COMPARED:
-        np.testing.assert_allclose([r[name] for r in log], [r[name] for r in expected], rtol=1e-5, atol=1e-6,
+        np.testing.assert_allclose([r[name] for r in log], [r[name] for r in expected_log], rtol=1e-5, atol=1e-6,
                                    err_msg=name)
+    # The eval pass (padded, gathered across replicas) sees the same 128 test images.
+    assert result["num_eval_examples"] == expected_result["num_eval_examples"] == 128
+    assert result["label_top_1_accuracy"] == pytest.approx(expected_result["label_top_1_accuracy"], abs=1 / 128)
 
 
-def test_mirrored_over_four_cpu_replicas_matches_one_replica(single_replica_log, tmp_path):
+def test_mirrored_over_four_cpu_replicas_matches_one_replica(single_replica, tmp_path):
     result = check_ok(run_cli(*FLAGS, f"--model_dir={tmp_path}", "--cpu_replicas=4"))
     assert "MirroredStrategy with 4 replica(s)" in result.stdout
-    assert_same_losses(train_log(str(tmp_path)), single_replica_log)
+    assert_same_run(results(str(tmp_path)), single_replica)
 
 
-def test_two_worker_processes_match_one_replica(single_replica_log, tmp_path):
+def test_two_worker_processes_match_one_replica(single_replica, tmp_path):
     addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
     workers = []
     for index in range(2):
@@ -68,4 +77,4 @@ def test_two_worker_processes_match_one_replica(single_replica_log, tmp_path):
     assert "MultiWorkerMirroredStrategy with 2 replica(s)" in outputs[0][0]
     # Only the chief (worker 0) keeps checkpoints and logs in model_dir.
     assert os.path.exists(os.path.join(tmp_path, f"ckpt-{STEPS}.index"))
-    assert_same_losses(train_log(str(tmp_path)), single_replica_log)
+    assert_same_run(results(str(tmp_path)), single_replica)
