@@ -88,6 +88,7 @@ class TrainConfig:
     shuffle_buffer: int = 10_000
     cache_dataset: bool = False
     precision: str = "float32"
+    deterministic: bool = False
 
     def __post_init__(self):
         if self.train_mode not in ("pretrain", "finetune"):

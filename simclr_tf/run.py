@@ -62,6 +62,9 @@ flags.DEFINE_integer("steps_per_loop", 0, "Steps per tf.function call, between p
 flags.DEFINE_integer("seed", 0, "Seed of data order and augmentation.")
 flags.DEFINE_integer("shuffle_buffer", 10_000, "Shuffle buffer, in examples.")
 flags.DEFINE_bool("cache_dataset", False, "Keep decoded images in memory (small datasets).")
+flags.DEFINE_bool("deterministic", False,
+                  "Deterministic TF ops: with the same --seed, a run that is killed and resumed ends with the "
+                  "same weights as an uninterrupted one (slower on GPUs).")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "Compute precision.")
 
 flags.DEFINE_integer("eval_batch_size", 256, "Global eval batch size.")
@@ -130,7 +133,7 @@ def main(argv):
     from simclr_tf.strategy import build_strategy, describe
     from simclr_tf.training.checkpoints import CheckpointError
     from simclr_tf.training.evaluate import evaluate
-    from simclr_tf.training.trainer import Trainer
+    from simclr_tf.training.trainer import NonFiniteLossError, Trainer
     from simclr_tf.training.workers import is_chief
 
     try:
@@ -143,12 +146,17 @@ def main(argv):
             write_json_atomically(os.path.join(config.model_dir, "flags.json"), our_flag_values(FLAGS))
         # Same initial weights for a seed, whatever the number of replicas.
         keras.utils.set_random_seed(config.train.seed)
+        if config.train.deterministic:
+            tf.config.experimental.enable_op_determinism()
         if config.mode in ("train", "train_then_eval"):
             trainer = Trainer(config, strategy, printer=lambda line: print(line, flush=True))
-            trainer.train()
+            if trainer.train()["stopped_by"]:
+                return  # Preempted: the checkpoint is saved; evaluation waits for the resumed run.
         if config.mode in ("eval", "train_then_eval"):
             result = evaluate(config, strategy, printer=lambda line: print(line, flush=True))
             print("result: " + json.dumps(result, sort_keys=True), flush=True)
+    except NonFiniteLossError as error:
+        sys.exit(f"error: {error}")
     except DataSourceError as error:
         sys.exit(f"error: --dataset={FLAGS.dataset}: {_flag_message(error)}")
     except (ValueError, CheckpointError) as error:

@@ -100,3 +100,25 @@ def test_mixed_bfloat16_pretraining_runs_with_finite_float32_losses(tmp_path):
     log = train_log(str(tmp_path))
     assert [r["step"] for r in log] == [1, 2]
     assert all(np.isfinite(r["total_loss"]) and r["contrast_loss"] > 0 for r in log)
+
+
+def test_unknown_flag_in_a_flagfile_exits_naming_it(tmp_path):
+    flagfile = tmp_path / "typo.cfg"
+    flagfile.write_text("--resnet_depth=18\n--train_bach_size=16\n")
+    result = run_cli(f"--flagfile={flagfile}", f"--model_dir={tmp_path}")
+    assert result.returncode != 0
+    assert "train_bach_size" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_evaluating_on_a_split_without_labels_exits_naming_the_flag(tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "unlabeled"
+    images.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(images / f"{i}.png")
+    result = run_cli(*TINY_FLAGS, f"--model_dir={tmp_path / 'run'}", f"--dataset=folder:{images}",
+                     "--eval_split=train", "--mode=eval")
+    assert result.returncode != 0
+    line = error_line(result)
+    assert line.startswith("error: ") and "--eval_split=train" in line and "no labels" in line, result.stderr[-2000:]

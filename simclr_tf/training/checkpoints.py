@@ -99,7 +99,7 @@ def restore_or_initialize(manager: tf.train.CheckpointManager, *, init_checkpoin
     """Resumes from model_dir's newest checkpoint; else initialises from `init_checkpoint`; says which."""
     latest = manager.latest_checkpoint
     if latest:
-        manager.checkpoint.read(latest).assert_existing_objects_matched()
+        manager.checkpoint.restore(latest).assert_existing_objects_matched()
         return f"resumed from {latest}"
     if init_checkpoint:
         restore_pretrained(model, init_checkpoint, zero_init_logits_layer=zero_init_logits_layer)

@@ -59,19 +59,20 @@ def evaluate(
     printer: Callable[[str], None] = print,
 ) -> dict:
     """Evaluates `checkpoint_path` (default: newest in model_dir, else --checkpoint)."""
+    eval_source = build_source(dataclasses.replace(config.source, split=config.eval.eval_split))
+    if not eval_source.num_classes:
+        raise ValueError(f"--eval_split={config.eval.eval_split}: {eval_source.name} has no labels to evaluate against")
     path = checkpoint_path or checkpoints.latest_in(config.model_dir) or (
         checkpoints.resolve(config.checkpoint) if config.checkpoint else None)
     if path is None:
         raise checkpoints.CheckpointError(
             f"--mode=eval: no checkpoint in --model_dir={config.model_dir} and no --checkpoint given")
-    eval_source = build_source(dataclasses.replace(config.source, split=config.eval.eval_split))
-    if not eval_source.num_classes:
-        raise ValueError(f"--eval_split={config.eval.eval_split}: {eval_source.name} has no labels to evaluate against")
     replicas = strategy.num_replicas_in_sync
     if config.eval.eval_batch_size % replicas:
         raise ValueError(f"--eval_batch_size={config.eval.eval_batch_size} is not divisible by the {replicas} replicas")
 
-    has_supervised_head = config.train.train_mode == "finetune" or config.train.lineareval_while_pretraining
+    # Pretraining on unlabeled data trains no head, whatever --lineareval_while_pretraining says.
+    has_supervised_head = any("supervised_head" in name for name, _ in tf.train.list_variables(path))
 
     def new_model() -> SimCLRModel:
         with strategy.scope():

@@ -25,6 +25,7 @@ from simclr_tf.optim import steps_from_epochs
 from simclr_tf.strategy import per_replica_batch_size
 from simclr_tf.training import checkpoints
 from simclr_tf.training.builders import build_model, build_optimizer, freeze_for_finetuning
+from simclr_tf.training.preemption import StopRequest
 from simclr_tf.training.progress import Progress
 from simclr_tf.training.step import StepConfig, make_train_step, metric_names
 from simclr_tf.training.workers import is_chief, worker_dir
@@ -162,21 +163,34 @@ class Trainer:
 
         @tf.function
         def train_steps(iterator, num_steps):
+            """Runs `num_steps` steps; returns mean metrics and the index of the first step
+            whose loss was not finite (-1 if none)."""
             totals = [tf.constant(0.0)] * len(names)
-            for _ in tf.range(num_steps):
+            first_nonfinite = tf.constant(-1)
+            for i in tf.range(num_steps):
                 views, labels = next(iterator)
                 per_replica = strategy.run(replica_step, (views, labels))
-                totals = [
-                    total + strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[name], axis=None)
-                    for total, name in zip(totals, names)
-                ]
+                means = [strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[n], axis=None) for n in names]
+                totals = [total + mean for total, mean in zip(totals, means)]
+                nonfinite = tf.logical_not(tf.math.is_finite(means[names.index("total_loss")]))
+                first_nonfinite = tf.where(tf.logical_and(first_nonfinite < 0, nonfinite), i, first_nonfinite)
             count = tf.cast(num_steps, tf.float32)
-            return {name: total / count for name, total in zip(names, totals)}
+            return {name: total / count for name, total in zip(names, totals)}, first_nonfinite
 
         return train_steps
 
+    def _save(self, step: int, writer) -> str:
+        path = self.manager.save(checkpoint_number=step)
+        writer.flush()
+        return path
+
     def train(self) -> dict:
-        """Trains from the restored step to the last; returns the last loop's metrics and timing."""
+        """Trains from the restored step to the last; returns the last loop's metrics and timing.
+
+        Stops early, with a checkpoint at the current step, on SIGTERM/SIGINT; raises
+        NonFiniteLossError (without saving, so the last checkpoint stays good) when the
+        loss stops being finite.
+        """
         origin = self.restore()
         start_step = step = self.step
         total = self.schedule.total_steps
@@ -188,9 +202,9 @@ class Trainer:
         )
         writer = tf.summary.create_file_writer(os.path.join(self.config.model_dir, "train")) if chief \
             else tf.summary.create_noop_writer()
-        metrics: dict[str, float] = {}
+        summary = {"step": step, "total_steps": total, "metrics": {}, "seconds": 0.0, "stopped_by": None}
         if step >= total:
-            return {"step": step, "total_steps": total, "metrics": metrics, "seconds": 0.0}
+            return summary
         if chief:
             self._write_sample_views(writer, step)
         progress = Progress(
@@ -200,23 +214,47 @@ class Trainer:
         iterator = iter(self._dataset(step))
         train_steps = self._make_loop()
         started = time.monotonic()
-        while step < total:
-            num_steps = min(self.schedule.steps_per_loop, total - step,
-                            self.schedule.checkpoint_steps - step % self.schedule.checkpoint_steps)
-            results = train_steps(iterator, tf.constant(num_steps))
-            step = self.step
-            metrics = {name: float(value) for name, value in results.items()}
-            learning_rate = float(self.optimizer.learning_rate)
-            with writer.as_default():
-                for name, value in metrics.items():
-                    tf.summary.scalar(f"train/{name}", value, step=step)
-                tf.summary.scalar("learning_rate", learning_rate, step=step)
-            if step % self.schedule.checkpoint_steps == 0 or step >= total:
-                self.manager.save(checkpoint_number=step)
-                writer.flush()
-            progress.report(step, {**metrics, "learning_rate": learning_rate})
+        every = self.schedule.checkpoint_steps
+        with StopRequest() as stop:
+            while step < total and not stop:
+                num_steps = min(self.schedule.steps_per_loop, total - step, every - step % every)
+                results, first_nonfinite = train_steps(iterator, tf.constant(num_steps))
+                if int(first_nonfinite) >= 0:
+                    raise NonFiniteLossError(step + int(first_nonfinite) + 1, self.manager.latest_checkpoint)
+                step = self.step
+                metrics = {name: float(value) for name, value in results.items()}
+                learning_rate = float(self.optimizer.learning_rate)
+                with writer.as_default():
+                    for name, value in metrics.items():
+                        tf.summary.scalar(f"train/{name}", value, step=step)
+                    tf.summary.scalar("learning_rate", learning_rate, step=step)
+                if step % every == 0 or step >= total:
+                    self._save(step, writer)
+                progress.report(step, {**metrics, "learning_rate": learning_rate})
+                summary["metrics"] = metrics
+            if stop and step < total:
+                path = self.manager.latest_checkpoint
+                if step % every:
+                    path = self._save(step, writer)
+                self.printer(f"stopped by {stop.signal_name} at step {step}/{total}; checkpoint {path}; "
+                             f"run the same command again to resume")
+                summary["stopped_by"] = stop.signal_name
         writer.flush()
         seconds = time.monotonic() - started
         logging.info("trained steps %d..%d in %.1f s", start_step, step, seconds)
-        return {"step": step, "total_steps": total, "metrics": metrics, "seconds": seconds,
-                "images_per_second": (step - start_step) * self.global_batch_size / seconds if seconds else 0.0}
+        summary.update(step=step, seconds=seconds,
+                       images_per_second=(step - start_step) * self.global_batch_size / seconds if seconds else 0.0)
+        return summary
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; nothing after the last good checkpoint was saved."""
+
+    def __init__(self, step: int, last_checkpoint: str | None):
+        self.step = step
+        self.last_checkpoint = last_checkpoint
+        kept = f"the last good checkpoint {last_checkpoint} is intact" if last_checkpoint else "no checkpoint was saved yet"
+        super().__init__(
+            f"the loss became non-finite at step {step}; stopped without saving, {kept}. "
+            f"Lower --learning_rate or raise --warmup_epochs, then resume"
+        )
