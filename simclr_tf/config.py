@@ -89,6 +89,7 @@ class TrainConfig:
     cache_dataset: bool = False
     precision: str = "float32"
     deterministic: bool = False
+    skip_nonfinite_steps: bool = False
 
     def __post_init__(self):
         if self.train_mode not in ("pretrain", "finetune"):

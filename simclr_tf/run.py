@@ -65,6 +65,9 @@ flags.DEFINE_bool("cache_dataset", False, "Keep decoded images in memory (small 
 flags.DEFINE_bool("deterministic", False,
                   "Deterministic TF ops: with the same --seed, a run that is killed and resumed ends with the "
                   "same weights as an uninterrupted one (slower on GPUs).")
+flags.DEFINE_bool("skip_nonfinite_steps", False,
+                  "Skip a step whose loss or gradients are not finite (no update) instead of stopping; the run "
+                  "still stops when a whole loop of steps is non-finite. Skipped steps are counted in the log.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "Compute precision.")
 
 flags.DEFINE_integer("eval_batch_size", 256, "Global eval batch size.")

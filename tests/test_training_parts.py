@@ -90,3 +90,56 @@ def test_weight_decay_term_matches_numpy():
     expected = sum(np.sum(v.numpy() ** 2) / 2 for v in model.trainable_variables if "batch_normalization" not in v.path)
     np.testing.assert_allclose(float(l2_penalty(model, 1e-3, "momentum")), 1e-3 * expected, rtol=1e-5)
     assert float(l2_penalty(model, 0.0, "momentum")) == 0.0
+
+
+def tiny_run_config(model_dir, **train):
+    from simclr_tf.augment import AugmentConfig
+
+    return RunConfig(
+        model_dir=str(model_dir),
+        augment=AugmentConfig.for_image_size(16),
+        model=ModelConfig(resnet_depth=18, width_multiplier=0.125, cifar_stem=True, num_proj_layers=2),
+        optimizer=OptimizerConfig(warmup_epochs=0, learning_rate=1.0),
+        train=TrainConfig(train_batch_size=16, temperature=0.5, checkpoint_steps=100, shuffle_buffer=1, **train),
+    )
+
+
+def test_skip_nonfinite_steps_leaves_weights_and_step_untouched_and_counts_the_skip(tmp_path):
+    from simclr_tf.training.trainer import Trainer
+
+    config = tiny_run_config(tmp_path, train_steps=4, steps_per_loop=1, skip_nonfinite_steps=True)
+    lines = []
+    trainer = Trainer(config, tf.distribute.get_strategy(), printer=lines.append, nan_loss_at_step=3)
+    snapshots = []  # (step, weights) before each loop call
+    original_loop = trainer._make_loop
+
+    def recording_loop():
+        run_steps = original_loop()
+
+        def wrapped(iterator, num_steps):
+            snapshots.append((trainer.step, [v.numpy().copy() for v in trainer.model.trainable_variables]))
+            return run_steps(iterator, num_steps)
+
+        return wrapped
+
+    trainer._make_loop = recording_loop
+    summary = trainer.train()
+    assert summary["step"] == 4 and summary["skipped_steps"] == 1
+    # Step 3 was attempted twice: the NaN attempt changed nothing, the retry trained.
+    logged = [line for line in lines if line.startswith("step ")]
+    assert [line.split()[1] for line in logged] == ["1/4", "2/4", "2/4", "3/4", "4/4"]
+    assert all(np.isfinite(v.numpy()).all() for v in trainer.model.trainable_variables)
+    assert [step for step, _ in snapshots] == [0, 1, 2, 2, 3]
+    before_nan, after_nan = snapshots[2][1], snapshots[3][1]
+    for before, after in zip(before_nan, after_nan):
+        np.testing.assert_array_equal(after, before)
+    assert any(not np.array_equal(a, b) for a, b in zip(snapshots[1][1], snapshots[2][1]))
+
+
+def test_without_skipping_a_nonfinite_loss_raises_naming_the_step(tmp_path):
+    from simclr_tf.training.trainer import NonFiniteLossError, Trainer
+
+    config = tiny_run_config(tmp_path, train_steps=4, steps_per_loop=2)
+    trainer = Trainer(config, tf.distribute.get_strategy(), printer=lambda line: None, nan_loss_at_step=3)
+    with pytest.raises(NonFiniteLossError, match="non-finite at step 3; .*no checkpoint was saved yet"):
+        trainer.train()

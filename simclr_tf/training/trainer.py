@@ -9,6 +9,7 @@ loop of `steps_per_loop` steps.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from typing import Callable
@@ -29,6 +30,9 @@ from simclr_tf.training.preemption import StopRequest
 from simclr_tf.training.progress import Progress
 from simclr_tf.training.step import StepConfig, make_train_step, metric_names
 from simclr_tf.training.workers import is_chief, worker_dir
+
+# With --skip_nonfinite_steps, a run that makes no progress for this many steps stops anyway.
+MAX_CONSECUTIVE_SKIPPED_STEPS = 100
 
 # Fine-tuning sees one view with the reference's fine-tuning augmentation: crop and flip.
 FINETUNE_OPS = ("crop", "flip")
@@ -76,7 +80,8 @@ def uses_supervised_head(config: RunConfig, source: Source) -> bool:
 class Trainer:
     """Builds a run's model, optimizer, data and checkpoints under one strategy; `train()` runs it."""
 
-    def __init__(self, config: RunConfig, strategy: tf.distribute.Strategy, printer: Callable[[str], None] = print):
+    def __init__(self, config: RunConfig, strategy: tf.distribute.Strategy, printer: Callable[[str], None] = print,
+                 nan_loss_at_step: int = 0):
         self.config = config
         self.strategy = strategy
         self.printer = printer
@@ -106,6 +111,13 @@ class Trainer:
             if keras.mixed_precision.global_policy().name == "mixed_float16":
                 # float16 gradients underflow without loss scaling; bfloat16 needs none.
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+            elif config.train.skip_nonfinite_steps:
+                # Keras's loss-scale optimizer applies an update only when every gradient is
+                # finite (a cond built to work under distribution strategies). With a scale of
+                # 1 that never grows, it is exactly "skip the non-finite step": weights, slots
+                # and the step counter stay as they were.
+                self.optimizer = keras.optimizers.LossScaleOptimizer(
+                    self.optimizer, initial_scale=1.0, dynamic_growth_steps=2**31 - 1)
             # Slots must exist before a checkpoint can restore them.
             self.optimizer.build(self.model.trainable_variables)
         self.step_config = StepConfig(
@@ -115,6 +127,7 @@ class Trainer:
             weight_decay=config.optimizer.weight_decay,
             optimizer_name=config.optimizer.optimizer,
             supervised=supervised,
+            nan_loss_at_step=nan_loss_at_step,
         )
         self.manager = checkpoints.make_manager(
             self.model, self.optimizer, worker_dir(strategy, config.model_dir), config.train.keep_checkpoint_max
@@ -215,14 +228,23 @@ class Trainer:
         train_steps = self._make_loop()
         started = time.monotonic()
         every = self.schedule.checkpoint_steps
+        stalled = 0  # Steps skipped since the last step that updated the model.
         with StopRequest() as stop:
             while step < total and not stop:
                 num_steps = min(self.schedule.steps_per_loop, total - step, every - step % every)
                 results, first_nonfinite = train_steps(iterator, tf.constant(num_steps))
-                if int(first_nonfinite) >= 0:
-                    raise NonFiniteLossError(step + int(first_nonfinite) + 1, self.manager.latest_checkpoint)
-                step = self.step
+                previous_step, step = step, self.step
+                skipped = num_steps - (step - previous_step)
+                stalled = stalled + skipped if step == previous_step else 0
+                if int(first_nonfinite) >= 0 and (
+                        not self.config.train.skip_nonfinite_steps or stalled >= MAX_CONSECUTIVE_SKIPPED_STEPS):
+                    raise NonFiniteLossError(previous_step + int(first_nonfinite) + 1, self.manager.latest_checkpoint)
                 metrics = {name: float(value) for name, value in results.items()}
+                if self.config.train.skip_nonfinite_steps:
+                    summary["skipped_steps"] = summary.get("skipped_steps", 0) + skipped
+                    metrics["skipped_steps"] = float(summary["skipped_steps"])
+                    # Means over the loop would be NaN; report the loop's finite steps only when all were.
+                    metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
                 learning_rate = float(self.optimizer.learning_rate)
                 with writer.as_default():
                     for name, value in metrics.items():
