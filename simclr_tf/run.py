@@ -76,6 +76,9 @@ flags.DEFINE_bool("linear_eval", False, "Also train a linear classifier on the f
 flags.DEFINE_integer("linear_eval_epochs", 100, "Epochs of that linear classifier (Adam on standardised features).")
 flags.DEFINE_bool("compare_random_encoder", False, "Also linear-evaluate a randomly initialised encoder of the same architecture.")
 
+flags.DEFINE_bool("export_hub_module", True,
+                  "After training, export the final checkpoint as a SavedModel / TF-Hub module to model_dir/saved_model/<step>.")
+flags.DEFINE_integer("keep_hub_module_max", 1, "Exported modules to keep in model_dir/saved_model.")
 flags.DEFINE_bool("use_tpu", False, "Train on a Cloud TPU (the reference's default is True).")
 flags.DEFINE_string("tpu_name", None, "Cloud TPU name or grpc:// address; empty = the local TPU VM / Colab TPU.")
 flags.DEFINE_string("tpu_zone", None, "GCE zone of the Cloud TPU.")
@@ -155,6 +158,11 @@ def main(argv):
             trainer = Trainer(config, strategy, printer=lambda line: print(line, flush=True))
             if trainer.train()["stopped_by"]:
                 return  # Preempted: the checkpoint is saved; evaluation waits for the resumed run.
+            if FLAGS.export_hub_module and is_chief(strategy):
+                from tf_hub_export import export_checkpoint
+
+                path = export_checkpoint(config.model_dir, keep=FLAGS.keep_hub_module_max)
+                print(f"exported TF-Hub module {path}", flush=True)
         if config.mode in ("eval", "train_then_eval"):
             result = evaluate(config, strategy, printer=lambda line: print(line, flush=True))
             print("result: " + json.dumps(result, sort_keys=True), flush=True)

@@ -44,6 +44,9 @@ def test_pretraining_writes_checkpoints_summaries_and_results(pretrained):
         recorded = json.load(f)
     assert recorded["train_batch_size"] == 16 and recorded["mode"] == "train" and "alsologtostderr" not in recorded
     assert "ETA" in pretrained["first"].stdout and "img/s" in pretrained["first"].stdout
+    # The end of training exports a TF-Hub module; the second run's export replaced the first.
+    assert f"exported TF-Hub module {model_dir}/saved_model/6" in pretrained["first"].stdout
+    assert os.listdir(os.path.join(model_dir, "saved_model")) == ["9"]
 
 
 def test_second_invocation_resumes_at_the_saved_step(pretrained):
