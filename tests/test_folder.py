@@ -139,9 +139,12 @@ def test_decode_eagerly_matches_decode_in_tf_data(class_tree):
 
 def test_file_that_is_not_an_image_fails_naming_it(tmp_path):
     (tmp_path / "fake.png").write_text("plain text")
-    source = build_source(SourceConfig(dataset=str(tmp_path)))
+    # Caught when the source is built (tests/test_bad_input_data.py has every bad-file case)...
+    with pytest.raises(DataSourceError, match="fake.png: not a JPEG"):
+        build_source(SourceConfig(dataset=str(tmp_path)))
+    # ...and by the decoder too, should a file change after the listing was checked.
     with pytest.raises(tf.errors.InvalidArgumentError, match="fake.png"):
-        _collect(source.make_dataset(None))
+        folder.decode_image_rgb(tf.constant(b"plain text"), "fake.png")
 
 
 def test_empty_missing_and_mixed_folders_raise_naming_the_path(tmp_path):

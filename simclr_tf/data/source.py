@@ -13,6 +13,9 @@ import tensorflow as tf
 
 FASHION_MNIST_OFFLINE = "fashion_mnist_offline"
 FOLDER_PREFIX = "folder:"
+# What a folder source does with files that are not intact images: stop naming them, or
+# leave them out and report them (Source.skipped).
+BAD_FILE_POLICIES = ("error", "skip")
 # A dataset string starting like this is a path even without "folder:".
 _PATH_STARTS = ("/", "./", "../", "~")
 
@@ -33,18 +36,23 @@ class SourceConfig:
     data_dir: tfds data_dir; for fashion_mnist_offline the IDX directory
       (default /usr/share/datasets/fashion-mnist); must be None for folders.
     download: let tfds download and prepare a dataset missing from data_dir.
+    bad_files: for folders, "error" stops (naming the files) when some are not
+      intact images, "skip" leaves them out and lists them in Source.skipped.
     """
 
     dataset: str = FASHION_MNIST_OFFLINE
     split: str = "train"
     data_dir: str | None = None
     download: bool = False
+    bad_files: str = "error"
 
     def __post_init__(self):
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise ValueError(f"dataset must be a non-empty string, got {self.dataset!r}")
         if not isinstance(self.split, str) or not self.split.strip():
             raise ValueError(f"split must be a non-empty string, got {self.split!r}")
+        if self.bad_files not in BAD_FILE_POLICIES:
+            raise ValueError(f"bad_files must be one of {BAD_FILE_POLICIES}, got {self.bad_files!r}")
 
 
 MakeDataset = Callable[[tf.distribute.InputContext | None], tf.data.Dataset]
@@ -67,6 +75,7 @@ class Source:
     num_classes: int | None  # None when unlabeled
     make_dataset: MakeDataset
     class_names: tuple[str, ...] | None = None
+    skipped: tuple[str, ...] = ()  # "path: reason" of files left out (bad_files="skip")
 
 
 def pipeline_shard(input_context: tf.distribute.InputContext | None) -> tuple[int, int]:

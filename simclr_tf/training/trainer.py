@@ -208,6 +208,8 @@ class Trainer:
         start_step = step = self.step
         total = self.schedule.total_steps
         chief = is_chief(self.strategy)
+        if self.source.skipped:
+            self.printer(f"skipped {len(self.source.skipped)} bad files (--bad_files=skip), e.g. {self.source.skipped[0]}")
         self.printer(
             f"{self.config.train.train_mode}: {self.source.name}, {self.source.num_examples} examples, "
             f"global batch {self.global_batch_size} over {self.strategy.num_replicas_in_sync} replica(s), "
