@@ -78,6 +78,24 @@ def per_replica_batch_size(global_batch_size: int, num_replicas: int, flag: str)
     return global_batch_size // num_replicas
 
 
+def check_cpu_gradient_batch(per_replica_batch: int, strategy: tf.distribute.Strategy, flag: str) -> None:
+    """Refuses an odd per-replica batch for gradients through the ResNet on a oneDNN CPU.
+
+    TensorFlow 2.21's oneDNN Conv2DBackpropFilter aborts or corrupts the process at
+    random (reorder-primitive errors, double free, segfault) on the 1x1 stride-2
+    shortcut convolutions when the batch is odd (seen with 1-9 at 16 and 32 px, never
+    with even sizes). Failing before the first step beats a crash hours in.
+    Pretraining is never affected: its batch holds two views of every image.
+    """
+    on_cpu = not isinstance(strategy, tf.distribute.TPUStrategy) and not tf.config.list_logical_devices("GPU")
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+    if per_replica_batch % 2 and on_cpu and onednn:
+        raise StrategyError(
+            f"--{flag}: the per-replica batch of {per_replica_batch} is odd, which crashes TensorFlow 2.21's "
+            f"oneDNN convolution gradients on CPU; use an even per-replica batch or set TF_ENABLE_ONEDNN_OPTS=0"
+        )
+
+
 def describe(strategy: tf.distribute.Strategy) -> str:
     """e.g. "MultiWorkerMirroredStrategy with 2 replica(s)" (public names, not TF's internal classes)."""
     public_names = {

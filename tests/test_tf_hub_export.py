@@ -1,190 +1,291 @@
-"""tf_hub_export: modules that load without simclr_tf, fine-tune in hub.KerasLayer, and are
+"""tf_hub_export: modules that load without simclr_tf, fine-tune in hub.KerasLayer, serve, and are
 never visible half-written."""
 
+import dataclasses
+import functools
 import glob
 import json
 import os
+import pathlib
 import subprocess
-import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from cli_helpers import REPO, TINY_FLAGS, check_ok, environment, run_cli
-from simclr_tf.config import ModelConfig
+from cli_helpers import TINY_FLAGS, check_ok, run_cli
+from export_helpers import (EXPECTED_SHAPES, IMAGES, KILLABLE_WRITER, TINY, USER_SCRIPT, kill, run_module, start,
+                            tiny_model, tree, write_run)
 from simclr_tf.training.builders import build_model
-from tf_hub_export import export
-from tf_hub_export.atomic import PAUSE_BEFORE_RENAME_ENV
-from tf_hub_export.exporter import model_from_checkpoint
+from tf_hub_export import atomic, export, model_from_checkpoint, step_of
+from tf_hub_export.checks import VerificationError, verify
+from tf_hub_export.module import HubModule
 
-IMAGES = np.random.default_rng(0).uniform(size=(3, 16, 16, 3)).astype(np.float32)
-# ResNet-18 at 1/8 width, CIFAR stem, 16 px: widths 8, 8, 16, 32, 64; strides 1, 1, 2, 4, 8.
-EXPECTED_SHAPES = {
-    "initial_conv": (3, 16, 16, 8), "initial_max_pool": (3, 16, 16, 8), "block_group1": (3, 16, 16, 8),
-    "block_group2": (3, 8, 8, 16), "block_group3": (3, 4, 4, 32), "block_group4": (3, 2, 2, 64),
-    "final_avg_pool": (3, 64), "proj_head_input": (3, 64), "proj_head_output": (3, 128), "logits_sup": (3, 10),
-}
-
-LOAD_WITHOUT_PACKAGE = """
-import json, sys
-import numpy as np
-import tensorflow as tf
-module = tf.saved_model.load(sys.argv[1])
-images = np.load(sys.argv[2])
-outputs = {k: v.numpy() for k, v in module(images, training=False).items()}
-served = module.signatures["serving_default"](images=tf.constant(images))
-np.savez(sys.argv[3], **outputs)
-print(json.dumps({"simclr_tf_imported": any(m.startswith(("simclr_tf", "tf_hub_export")) for m in sys.modules),
-                  "serving_keys": sorted(served), "num_variables": len(module.variables),
-                  "num_trainable": len(module.trainable_variables)}))
-"""
-
-
-def tiny_model():
-    model = build_model(ModelConfig(resnet_depth=18, width_multiplier=0.125, cifar_stem=True, num_proj_layers=2),
-                        image_size=16, num_classes=10, train_mode="pretrain", num_replicas=1)
-    for i, variable in enumerate(model.variables):  # Moving statistics too, so BN modes differ.
-        if "moving_variance" in variable.path:
-            variable.assign(tf.random.stateless_uniform(variable.shape, [i, 1], 0.5, 2.0))
-        elif "moving_mean" in variable.path:
-            variable.assign(tf.random.stateless_normal(variable.shape, [i, 2]))
-    return model
+HEAD = ("proj_head_input", "proj_head_output")
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    model = tiny_model()
-    path = export(model, str(tmp_path_factory.mktemp("export")), step=7)
-    return model, path
+def model():
+    return tiny_model()
 
 
-def test_export_reloads_without_simclr_tf_and_matches_the_model(exported, tmp_path):
-    model, path = exported
-    assert os.path.basename(path) == "7"
-    np.save(tmp_path / "images.npy", IMAGES)
-    result = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_PACKAGE, path, str(tmp_path / "images.npy"),
-                             str(tmp_path / "out.npz")], env=environment(PYTHONPATH=""), cwd=str(tmp_path),
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["simclr_tf_imported"] is False
-    assert report["serving_keys"] == sorted(EXPECTED_SHAPES)
-    assert report["num_variables"] == len(model.variables)
-    assert report["num_trainable"] == len(model.trainable_variables)
-    loaded = np.load(tmp_path / "out.npz")
+@dataclasses.dataclass
+class Modules:
+    exported: str  # Everything, BN following `training`.
+    frozen_headless: str  # Without the projection head, frozen BN.
+    user: subprocess.Popen  # USER_SCRIPT on both, started at once: it runs while other tests do.
+    directory: pathlib.Path
+
+    @functools.cached_property
+    def user_report(self) -> tuple[dict, dict]:
+        stdout, stderr = self.user.communicate(timeout=300)
+        assert self.user.returncode == 0, stderr[-3000:]
+        return json.loads(stdout.strip().splitlines()[-1]), dict(np.load(self.directory / "outputs.npz"))
+
+
+@pytest.fixture(scope="module")
+def modules(model, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("modules")
+    exported = export(model, str(directory / "hub"), step=7)
+    frozen_headless = export(model, str(directory / "frozen"), step=7, include_projection_head=False,
+                             freeze_batch_norm=True)
+    np.save(directory / "images.npy", IMAGES)
+    # A fresh process with TensorFlow, tf_keras and tensorflow_hub but no simclr_tf on its path
+    # (python -c puts the working directory on sys.path: not the repo).
+    user = start("-c", USER_SCRIPT, exported, frozen_headless, str(directory / "images.npy"),
+                 str(directory / "outputs.npz"), cwd=str(directory), PYTHONPATH="")
+    yield Modules(exported, frozen_headless, user, directory)
+    if user.poll() is None:
+        kill(user)
+
+
+def test_frozen_batch_norm_ignores_training_and_keeps_its_statistics(modules):
+    for path, frozen in ((modules.frozen_headless, True), (modules.exported, False)):
+        module = tf.saved_model.load(path)
+        statistics = [v.numpy() for v in module.variables if "moving_" in v.name]
+        inference = module(IMAGES, training=False)["final_avg_pool"].numpy()
+        training = module(IMAGES, training=True)["final_avg_pool"].numpy()
+        after = [v.numpy() for v in module.variables if "moving_" in v.name]
+        moved = any(not np.array_equal(a, b) for a, b in zip(statistics, after))
+        if frozen:
+            np.testing.assert_array_equal(training, inference)
+            assert not moved
+        else:
+            assert np.max(np.abs(training - inference)) > 1e-2  # Batch statistics differ from the moving ones.
+            assert moved
+
+
+def test_module_without_projection_head_has_neither_its_outputs_nor_its_weights(model, modules):
+    module = tf.saved_model.load(modules.frozen_headless)
+    outputs = module(IMAGES, training=False)
+    assert sorted(outputs) == sorted(set(EXPECTED_SHAPES) - set(HEAD))
+    assert sorted(module.signatures["serving_default"](images=tf.constant(IMAGES))) == sorted(outputs)
+    head_variables = len(model.projection_head.variables)
+    assert head_variables > 0 and len(module.variables) == len(model.variables) - head_variables
+    assert not any("projection_head" in v.name for v in module.variables)
     expected = model(IMAGES, training=False)
-    assert sorted(loaded.files) == sorted(EXPECTED_SHAPES)
+    for name in outputs:
+        np.testing.assert_allclose(outputs[name], expected[name], rtol=0, atol=1e-5, err_msg=name)
+
+
+def test_projection_head_is_needed_when_the_classifier_reads_one_of_its_layers():
+    config = dataclasses.replace(TINY, ft_proj_selector=1)
+    model = build_model(config, image_size=16, num_classes=10, train_mode="finetune", num_replicas=1)
+    with pytest.raises(ValueError, match="--include_projection_head=false.*ft_proj_selector=1"):
+        HubModule(model, include_projection_head=False)
+    assert "proj_head_output" in HubModule(model)(IMAGES)
+
+
+def fake_write(content: str):
+    def write(directory):
+        os.makedirs(directory)
+        with open(os.path.join(directory, "saved_model.pb"), "w") as f:
+            f.write(content)
+    return write
+
+
+def contents(export_dir):
+    """{version: its saved_model.pb}; fails on anything else in export_dir (hidden leftovers too)."""
+    return {name: open(os.path.join(export_dir, name, "saved_model.pb")).read() for name in os.listdir(export_dir)}
+
+
+def test_keeps_the_newest_versions_and_the_one_just_written(tmp_path):
+    export_dir = str(tmp_path)
+    for step in (1, 2, 3):
+        atomic.write_version(export_dir, step, fake_write(f"v{step}"), keep=2)
+    assert contents(export_dir) == {"2": "v2", "3": "v3"}
+    assert atomic.write_version(export_dir, 3, fake_write("v3 again"), keep=2) == os.path.join(export_dir, "3")
+    assert contents(export_dir) == {"2": "v2", "3": "v3 again"}
+    atomic.write_version(export_dir, 1, fake_write("old step"), keep=2)  # Older than the rest: kept anyway.
+    assert contents(export_dir) == {"1": "old step", "3": "v3 again"}
+    atomic.write_version(export_dir, 10, fake_write("v10"), keep=1)
+    assert contents(export_dir) == {"10": "v10"}
+    with pytest.raises(ValueError, match="--keep_hub_module_max must be >= 1"):
+        atomic.write_version(export_dir, 11, fake_write("v11"), keep=0)
+
+
+def test_failed_write_leaves_nothing_and_the_previous_version(tmp_path):
+    export_dir = str(tmp_path)
+    atomic.write_version(export_dir, 1, fake_write("v1"), keep=1)
+
+    def broken(directory):
+        fake_write("partial")(directory)
+        raise OSError("disk full")
+
+    for step in (1, 2):
+        with pytest.raises(OSError, match="disk full"):
+            atomic.write_version(export_dir, step, broken, keep=1)
+        assert contents(export_dir) == {"1": "v1"}  # Also: no hidden temporary directory left.
+
+
+def test_killed_writer_leaves_no_partial_module_and_loses_no_previous_one(tmp_path):
+    mid_write, mid_swap = str(tmp_path / "mid_write"), str(tmp_path / "mid_swap")
+    for export_dir in (mid_write, mid_swap):
+        atomic.write_version(export_dir, 1, fake_write("v1"), keep=5)
+    # Both at once (each imports TensorFlow): a new step killed while its files are written,
+    # and a re-export of step 1 killed between renaming the old one away and the new one in.
+    processes = [start("-c", KILLABLE_WRITER, mid_write, "2", "mid_write"),
+                 start("-c", KILLABLE_WRITER, mid_swap, "1", "mid_swap")]
+    for process in processes:
+        line = process.stdout.readline()
+        assert line == "KILL\n", process.stderr.read()[-3000:]
+        kill(process)
+    assert sorted(name[:7] for name in os.listdir(mid_write)) == [".tmp-2-", "1"]  # No 2, a hidden partial.
+    assert tree(f"{mid_write}/1") == {"saved_model.pb": b"v1"}
+    assert atomic.versions(mid_swap) == []  # The one moment the old step 1 is only in .replaced-1-...
+    for export_dir in (mid_write, mid_swap):
+        atomic.write_version(export_dir, 3, fake_write("v3"), keep=5)  # Cleans up after the dead writer.
+        assert sorted(os.listdir(export_dir)) == ["1", "3"]
+        assert contents(export_dir) == {"1": "v1", "3": "v3"}
+
+
+def test_verify_fails_on_a_different_model_and_on_a_missing_module(model, modules, tmp_path):
+    exported = modules.exported
+    missing = start("-m", "tf_hub_export.verify", str(tmp_path))  # Runs while the checks below do.
+    table = verify(exported, IMAGES, reference=model)
+    assert {row.name: row.shape for row in table} == EXPECTED_SHAPES
+    assert max(row.max_abs_diff for row in table) <= 1e-5
+    with pytest.raises(VerificationError, match=r"differ from the checkpoint's model by up to .* > 1e-05"):
+        verify(exported, IMAGES, reference=tiny_model(seed=1))
+    with pytest.raises(VerificationError, match="no SavedModel here"):
+        verify(str(tmp_path), IMAGES)
+    _, stderr = missing.communicate(timeout=300)
+    assert missing.returncode == 1
+    expected_error = f"error: {tmp_path}: no SavedModel here (expected {tmp_path}/saved_model.pb)"
+    assert stderr.strip().splitlines()[-1] == expected_error
+
+
+def test_model_from_checkpoint_reads_the_head_from_the_checkpoint_and_builds_float32(tmp_path):
+    no_head = build_model(TINY, image_size=16, num_classes=None, train_mode="pretrain", num_replicas=1)
+    write_run(str(tmp_path), no_head, steps=(3,))
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")  # As after mixed-precision training in run.py.
+    try:
+        model, path, _ = model_from_checkpoint(str(tmp_path))
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"  # Restored for the caller.
+    finally:
+        keras.config.set_dtype_policy(policy)
+    assert path == f"{tmp_path}/ckpt-3" and model.supervised_head is None
+    outputs = model(IMAGES)
+    assert "logits_sup" not in outputs and outputs["block_group4"].dtype == "float32"
+    np.testing.assert_array_equal(outputs["final_avg_pool"], no_head(IMAGES)["final_avg_pool"])
+
+
+def test_errors_name_the_flag(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"--model_dir={tmp_path}: no config.json"):
+        model_from_checkpoint(str(tmp_path))
+    with pytest.raises(ValueError, match="--checkpoint=/runs/x/model: not named ckpt-<step>"):
+        step_of("/runs/x/model")
+    assert step_of("/runs/x/ckpt-120") == 120
+
+
+def test_module_loads_without_simclr_tf_and_matches_the_model(model, modules):
+    report, outputs = modules.user_report
+    assert report["imported"] == []
+    assert sorted(outputs) == sorted(EXPECTED_SHAPES)
+    expected = model(IMAGES, training=False)
     for name, shape in EXPECTED_SHAPES.items():
-        assert loaded[name].shape == shape, name
-        np.testing.assert_allclose(loaded[name], np.asarray(expected[name]), atol=1e-5, err_msg=name)
+        assert outputs[name].shape == shape, name
+        assert outputs[name].dtype == np.float32, name
+        np.testing.assert_allclose(outputs[name], np.asarray(expected[name]), rtol=0, atol=1e-5, err_msg=name)
+    assert report["serving_outputs"] == sorted(EXPECTED_SHAPES) and report["serving_max_diff"] <= 1e-6
+    assert report["variables"] == len(model.variables)
+    assert report["trainable_variables"] == len(model.trainable_variables)
 
 
-FINE_TUNE_WITH_HUB = """
-import json, sys
-import numpy as np
-import tensorflow_hub as hub
-import tf_keras
-images = np.load(sys.argv[2])
-labels = np.array([0, 1, 2])
-report = {}
-for trainable in (True, False):
-    layer = hub.KerasLayer(sys.argv[1], trainable=trainable, output_key="final_avg_pool")
-    classifier = tf_keras.Sequential([layer, tf_keras.layers.Dense(3)])
-    classifier.compile(tf_keras.optimizers.SGD(0.05), tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    classifier.build((None, 16, 16, 3))
-    before = [w.numpy().copy() for w in layer.weights]
-    losses = classifier.fit(images, labels, epochs=5, batch_size=3, verbose=0).history["loss"]
-    changed = sum(not np.array_equal(b, w.numpy()) for b, w in zip(before, layer.weights))
-    report[str(trainable)] = {"first_loss": losses[0], "last_loss": losses[-1], "changed": changed,
-                              "trainable_weights": len(layer.trainable_weights)}
-print(json.dumps(report))
-"""
-
-
-def test_hub_keras_layer_fine_tunes_only_when_trainable(exported, tmp_path):
-    # A fresh process with only tf_keras + tensorflow_hub, as a TF-Hub user has. On CPU,
-    # TF 2.21's oneDNN graph rewrites crash (free(): invalid pointer) when differentiating
-    # the loaded ResNet function, so fine-tuning on CPU needs TF_ENABLE_ONEDNN_OPTS=0
-    # (README "Use an exported encoder"); inference is unaffected.
-    _, path = exported
-    np.save(tmp_path / "images.npy", IMAGES)
-    result = subprocess.run([sys.executable, "-c", FINE_TUNE_WITH_HUB, path, str(tmp_path / "images.npy")],
-                            env=environment(PYTHONPATH="", TF_ENABLE_ONEDNN_OPTS="0"), cwd=str(tmp_path),
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    for mode in ("True", "False"):
-        assert report[mode]["last_loss"] < report[mode]["first_loss"]
-    assert report["True"]["trainable_weights"] > 0 and report["True"]["changed"] > 0
-    assert report["False"]["trainable_weights"] == 0 and report["False"]["changed"] == 0
-
-
-def test_frozen_batch_norm_and_no_projection_head_options(tmp_path):
-    model = tiny_model()
-    frozen = tf.saved_model.load(export(model, str(tmp_path / "frozen"), 1, freeze_batch_norm=True,
-                                        include_projection_head=False))
-    free = tf.saved_model.load(export(model, str(tmp_path / "free"), 1))
-    frozen_train = frozen(IMAGES, training=True)
-    assert "proj_head_output" not in frozen_train and "proj_head_input" not in frozen_train
-    assert not any("projection_head" in v.name for v in frozen.variables)
-    np.testing.assert_allclose(frozen_train["final_avg_pool"], frozen(IMAGES, training=False)["final_avg_pool"], atol=1e-6)
-    assert not np.allclose(free(IMAGES, training=True)["final_avg_pool"], free(IMAGES, training=False)["final_avg_pool"],
-                           atol=1e-3)
+def test_hub_keras_layer_fine_tunes_the_encoder_only_when_trainable(model, modules):
+    report, _ = modules.user_report
+    for case in ("trainable", "not_trainable", "frozen_bn_trainable"):
+        losses = report[case]["losses"]
+        assert losses[-1] < losses[0], (case, losses)  # The Dense head learns in every case.
+    trainable = report["trainable"]
+    assert trainable["trainable_weights"] == len(model.trainable_variables)
+    assert trainable["changed_trainable"] > 0 and trainable["changed_non_trainable"] > 0  # BN statistics move.
+    frozen = report["not_trainable"]
+    assert frozen["trainable_weights"] == 0 and frozen["changed_trainable"] + frozen["changed_non_trainable"] == 0
+    frozen_bn = report["frozen_bn_trainable"]
+    assert frozen_bn["changed_trainable"] > 0 and frozen_bn["changed_non_trainable"] == 0
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    model_dir = str(tmp_path_factory.mktemp("run"))
-    check_ok(run_cli(*TINY_FLAGS, f"--model_dir={model_dir}", "--train_steps=4", "--checkpoint_steps=2"))
-    return model_dir
+def cli(tmp_path_factory):
+    """The CLIs on a real simclr_tf.run pretraining run (ckpt-1..3, with a supervised head).
 
-
-def run_module(*args, extra_env=None):
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=environment(**(extra_env or {})),
-                          capture_output=True, text=True, timeout=300)
-
-
-def test_cli_export_and_verify_against_the_checkpoint(trained_run, tmp_path):
-    export_dir = str(tmp_path / "hub")
-    result = run_module("tf_hub_export", f"--model_dir={trained_run}", f"--export_dir={export_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"exported {export_dir}/4" in result.stdout
-    verified = run_module("tf_hub_export.verify", f"{export_dir}/4", f"--model_dir={trained_run}")
-    assert verified.returncode == 0, verified.stderr[-3000:]
-    assert "max abs difference to" in verified.stdout and "final_avg_pool" in verified.stdout
-    difference = float(verified.stdout.split("max abs difference to ")[1].split(": ")[1].split()[0])
-    assert difference <= 1e-5
-
-
-def test_killed_export_leaves_no_module_under_the_final_name_and_keeps_the_previous(trained_run, tmp_path):
-    export_dir = str(tmp_path / "hub")
-    first = run_module("tf_hub_export", f"--model_dir={trained_run}", f"--export_dir={export_dir}",
-                       f"--checkpoint={trained_run}/ckpt-2", "--keep_hub_module_max=1")
-    assert first.returncode == 0, first.stderr[-3000:]
-    before = {p: os.path.getsize(p) for p in glob.glob(f"{export_dir}/2/**", recursive=True) if os.path.isfile(p)}
-
-    process = subprocess.Popen([sys.executable, "-m", "tf_hub_export", f"--model_dir={trained_run}",
-                                f"--export_dir={export_dir}"], cwd=REPO,
-                               env=environment(**{PAUSE_BEFORE_RENAME_ENV: "60"}),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    `python -m tf_hub_export` exports ckpt-1; then three processes run at once (to save
+    time): verify against ckpt-1 (must pass), verify against ckpt-3 (must fail), and an
+    export of ckpt-3 that is SIGKILLed when its module is fully written but not yet renamed.
+    """
+    model_dir, export_dir = str(tmp_path_factory.mktemp("run")), str(tmp_path_factory.mktemp("hub"))
+    check_ok(run_cli(*TINY_FLAGS, f"--model_dir={model_dir}", "--train_steps=3", "--checkpoint_steps=1",
+                     "--noexport_hub_module"))
+    exported = run_module("tf_hub_export", f"--model_dir={model_dir}", f"--checkpoint={model_dir}/ckpt-1",
+                          f"--export_dir={export_dir}", "--keep_hub_module_max=1")
+    before_kill = tree(f"{export_dir}/1")
+    verify_ok = start("-m", "tf_hub_export.verify", f"{export_dir}/1", f"--model_dir={model_dir}")
+    verify_other = start("-m", "tf_hub_export.verify", f"{export_dir}/1", f"--model_dir={model_dir}",
+                         f"--checkpoint={model_dir}/ckpt-3")
+    killed = start("-m", "tf_hub_export", f"--model_dir={model_dir}", f"--export_dir={export_dir}",
+                   **{atomic.PAUSE_BEFORE_RENAME_ENV: "60"})
     deadline = time.monotonic() + 120
-    while not glob.glob(f"{export_dir}/.tmp-4-*/saved_model.pb"):  # Fully written, not yet renamed.
-        assert process.poll() is None and time.monotonic() < deadline
+    while not glob.glob(f"{export_dir}/.tmp-3-*/fingerprint.pb"):  # Written, not renamed: the worst moment.
+        assert killed.poll() is None, killed.stderr.read()[-3000:]
+        assert time.monotonic() < deadline
         time.sleep(0.05)
-    process.kill()
-    process.wait()
-    assert not os.path.exists(f"{export_dir}/4")
-    after = {p: os.path.getsize(p) for p in glob.glob(f"{export_dir}/2/**", recursive=True) if os.path.isfile(p)}
-    assert after == before
-    assert tf.saved_model.load(f"{export_dir}/2")(IMAGES, training=False)["final_avg_pool"].shape == (3, 64)
-
-    again = run_module("tf_hub_export", f"--model_dir={trained_run}", f"--export_dir={export_dir}")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert sorted(os.listdir(export_dir)) == ["4"]  # Newest kept, the killed run's temporary files removed.
+    kill(killed)
+    after_kill = dict(versions=atomic.versions(export_dir), tree=tree(f"{export_dir}/1"),
+                      hidden=[name for name in os.listdir(export_dir) if name.startswith(".")])
+    verified = [process.communicate(timeout=300) + (process.returncode,) for process in (verify_ok, verify_other)]
+    return dict(model_dir=model_dir, export_dir=export_dir, exported=exported, before_kill=before_kill,
+                after_kill=after_kill, verify_ok=verified[0], verify_other=verified[1])
 
 
-def test_model_from_checkpoint_needs_a_run_directory(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--model_dir="):
-        model_from_checkpoint(str(tmp_path))
+def test_cli_exports_and_verify_agrees_with_the_checkpoint(cli):
+    assert cli["exported"].returncode == 0, cli["exported"].stderr[-3000:]
+    assert cli["exported"].stdout.strip().splitlines()[-1] == f"exported {cli['export_dir']}/1"
+    stdout, stderr, returncode = cli["verify_ok"]
+    assert returncode == 0, stderr[-3000:]
+    lines = stdout.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:-2]}
+    assert lines[0].split() == ["output", "shape", "dtype", "max", "|diff|"]
+    assert rows.keys() == EXPECTED_SHAPES.keys()
+    assert rows["final_avg_pool"][1:4] == ["(4,", "64)", "float32"]  # verify's batch of 4, 16 px (the run's).
+    assert rows["block_group4"][1:6] == ["(4,", "2,", "2,", "64)", "float32"]
+    summary = lines[-2]
+    assert summary.startswith(f"max abs difference to {cli['model_dir']}/ckpt-1: ")
+    assert float(summary.split(": ")[1].split()[0]) <= 1e-5
+
+
+def test_cli_verify_fails_against_another_checkpoint(cli):
+    stdout, stderr, returncode = cli["verify_other"]
+    assert returncode == 1 and "max abs difference" not in stdout
+    assert stderr.strip().splitlines()[-1].startswith(
+        f"error: {cli['export_dir']}/1: outputs differ from the checkpoint's model by up to ")
+
+
+def test_killed_cli_export_leaves_no_module_under_the_final_name_and_the_previous_intact(cli):
+    after = cli["after_kill"]
+    assert after["versions"] == [1] and after["tree"] == cli["before_kill"]
+    assert [name[:7] for name in after["hidden"]] == [".tmp-3-"]  # The killed export's, left for the next one.
+    assert tf.saved_model.load(f"{cli['export_dir']}/1")(IMAGES)["final_avg_pool"].shape == (4, 64)

@@ -8,7 +8,7 @@ import tensorflow as tf
 from simclr_tf.config import ModelConfig, OptimizerConfig, RunConfig, TrainConfig
 from simclr_tf.data import Source
 from simclr_tf.data.source import shard_every_nth
-from simclr_tf.strategy import StrategyError, per_replica_batch_size
+from simclr_tf.strategy import StrategyError, check_cpu_gradient_batch, per_replica_batch_size
 from simclr_tf.training.builders import build_model, l2_penalty
 from simclr_tf.training.predict import eval_steps_for, predict
 from simclr_tf.training.progress import Progress
@@ -37,6 +37,16 @@ def test_per_replica_batch_size_names_the_flag():
     assert per_replica_batch_size(512, 8, "train_batch_size") == 64
     with pytest.raises(StrategyError, match="--train_batch_size=100 is not divisible by the 3"):
         per_replica_batch_size(100, 3, "train_batch_size")
+
+
+def test_odd_cpu_gradient_batch_is_refused_unless_onednn_is_off(monkeypatch):
+    strategy = tf.distribute.get_strategy()  # This machine: CPU only.
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    with pytest.raises(StrategyError, match="--train_batch_size: the per-replica batch of 5 is odd"):
+        check_cpu_gradient_batch(5, strategy, "train_batch_size")
+    check_cpu_gradient_batch(6, strategy, "train_batch_size")
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    check_cpu_gradient_batch(5, strategy, "train_batch_size")
 
 
 def test_progress_rate_and_eta_skip_the_first_loop():

@@ -1,15 +1,20 @@
-"""python -m tf_hub_export --model_dir=DIR [--checkpoint=CKPT] [--export_dir=DIR/saved_model]"""
+"""python -m tf_hub_export --model_dir=DIR [--checkpoint=CKPT] [--export_dir=DIR] [options]
+
+Exports a simclr_tf.run checkpoint as a TF2 SavedModel / TF-Hub module to
+export_dir/<step>/ (atomically; the newest --keep_hub_module_max are kept) and prints
+`exported PATH`. Check the result with `python -m tf_hub_export.verify PATH --model_dir=DIR`.
+"""
 
 import sys
 
 from absl import app, flags
 
-flags.DEFINE_string("model_dir", None, "A simclr_tf.run model_dir (holds config.json and checkpoints).")
-flags.DEFINE_string("checkpoint", None, "Checkpoint to export; default: the newest in model_dir.")
-flags.DEFINE_string("export_dir", None, "Where versioned exports go (<export_dir>/<step>/); default model_dir/saved_model.")
-flags.DEFINE_bool("include_projection_head", True, "Also export proj_head_input / proj_head_output.")
-flags.DEFINE_bool("freeze_batch_norm", False, "BN uses moving statistics even when called with training=True.")
-flags.DEFINE_integer("keep_hub_module_max", 1, "Exports to keep in export_dir (newest first).")
+flags.DEFINE_string("model_dir", None, "A simclr_tf.run model_dir (holds config.json and the checkpoints).")
+flags.DEFINE_string("checkpoint", None, "Checkpoint (.../ckpt-<step>) to export; default: the newest in model_dir.")
+flags.DEFINE_string("export_dir", None, "Versioned modules go to <export_dir>/<step>/; default: model_dir/saved_model.")
+flags.DEFINE_bool("include_projection_head", True, "Export proj_head_input/proj_head_output and the head's weights.")
+flags.DEFINE_bool("freeze_batch_norm", False, "BN uses (and keeps) its moving statistics even with training=True.")
+flags.DEFINE_integer("keep_hub_module_max", 1, "Modules to keep in export_dir, newest steps first (as the reference).")
 FLAGS = flags.FLAGS
 
 
@@ -17,7 +22,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.model_dir:
-        sys.exit("error: --model_dir must be set")
+        sys.exit("error: --model_dir must be set (a simclr_tf.run model_dir)")
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("WARNING")  # SavedModel's INFO lines would hide the result.
     from tf_hub_export.exporter import export_checkpoint
 
     try:
@@ -26,7 +34,7 @@ def main(argv):
             include_projection_head=FLAGS.include_projection_head, freeze_batch_norm=FLAGS.freeze_batch_norm,
             keep=FLAGS.keep_hub_module_max,
         )
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError) as error:  # CheckpointError is a ValueError.
         sys.exit(f"error: {' '.join(str(error).split())}")
     print(f"exported {path}")
 

@@ -23,7 +23,7 @@ from simclr_tf.config import RunConfig
 from simclr_tf.data import Source, build_source
 from simclr_tf.input_pipeline import pretrain_dataset
 from simclr_tf.optim import steps_from_epochs
-from simclr_tf.strategy import per_replica_batch_size
+from simclr_tf.strategy import check_cpu_gradient_batch, per_replica_batch_size
 from simclr_tf.training import checkpoints
 from simclr_tf.training.builders import build_model, build_optimizer, freeze_for_finetuning
 from simclr_tf.training.preemption import StopRequest
@@ -90,6 +90,8 @@ class Trainer:
         self.per_replica_batch_size = per_replica_batch_size(
             self.global_batch_size, strategy.num_replicas_in_sync, "train_batch_size"
         )
+        if config.train.train_mode == "finetune":  # One view per image: the batch can be odd.
+            check_cpu_gradient_batch(self.per_replica_batch_size, strategy, "train_batch_size")
         self.schedule = plan_steps(config, self.source.num_examples)
         supervised = uses_supervised_head(config, self.source)
         with strategy.scope():
