@@ -90,6 +90,15 @@ class TrainConfig:
     precision: str = "float32"
     deterministic: bool = False
     skip_nonfinite_steps: bool = False
+    # Semi-supervised fine-tuning on part of the labels: a class-balanced subset of the train
+    # split drawn with `seed` (or the ids of `subset_ids`, a file an earlier run wrote).
+    label_fraction: float = 0.0
+    examples_per_class: int = 0
+    subset_ids: str | None = None
+
+    @property
+    def uses_label_subset(self) -> bool:
+        return bool(self.label_fraction or self.examples_per_class or self.subset_ids)
 
     def __post_init__(self):
         if self.train_mode not in ("pretrain", "finetune"):
@@ -109,6 +118,15 @@ class TrainConfig:
                 _fail(name, getattr(self, name), "must be >= 0")
         if self.keep_checkpoint_max < 1:
             _fail("keep_checkpoint_max", self.keep_checkpoint_max, "must be >= 1")
+        if not 0 <= self.label_fraction <= 1:
+            _fail("label_fraction", self.label_fraction, "must be in (0, 1] (0: all labels)")
+        if self.examples_per_class < 0:
+            _fail("examples_per_class", self.examples_per_class, "must be >= 0 (0: all labels)")
+        if sum(map(bool, (self.label_fraction, self.examples_per_class, self.subset_ids))) > 1:
+            _fail("label_fraction", self.label_fraction, "cannot be combined with examples_per_class or subset_ids")
+        if self.uses_label_subset and self.train_mode != "finetune":
+            _fail("label_fraction", self.label_fraction or self.examples_per_class or self.subset_ids,
+                  "(or examples_per_class, subset_ids) selects labels to fine-tune on: needs train_mode=finetune")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,8 +137,22 @@ class EvalConfig:
     linear_eval: bool = False
     linear_eval_epochs: int = 100
     compare_random_encoder: bool = False
+    # kNN monitor during pretraining (0: off): bank = the first knn_bank_examples of the
+    # train split, queries = the first knn_query_examples of eval_split (0: all).
+    knn_every_n_steps: int = 0
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    knn_bank_examples: int = 10_000
+    knn_query_examples: int = 2_000
 
     def __post_init__(self):
+        for name in ("knn_every_n_steps", "knn_bank_examples", "knn_query_examples"):
+            if getattr(self, name) < 0:
+                _fail(name, getattr(self, name), "must be >= 0")
+        if self.knn_k < 1:
+            _fail("knn_k", self.knn_k, "must be >= 1")
+        if self.knn_temperature <= 0:
+            _fail("knn_temperature", self.knn_temperature, "must be > 0")
         if self.eval_batch_size < 1:
             _fail("eval_batch_size", self.eval_batch_size, "must be >= 1")
         if self.eval_steps < 0:

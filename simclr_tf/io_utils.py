@@ -1,15 +1,26 @@
-"""Atomic writes: a reader (or a resumed run) never sees a half-written results file."""
+"""Atomic writes: a reader (or a resumed run) never sees a half-written results file.
+
+Paths may be local or any filesystem TensorFlow knows (gs://... for TPU runs), so
+files are written through tf.io.gfile; plain `open`/`os.makedirs` would quietly
+create a local directory called "gs:".
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import uuid
 from typing import Any
 
+import tensorflow as tf
 
-def write_text_atomically(path: str, text: str) -> str:
-    """Writes to a temporary file in the same directory, then renames it over `path`."""
+
+def is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def _write_local(path: str, text: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
@@ -27,6 +38,22 @@ def write_text_atomically(path: str, text: str) -> str:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_text_atomically(path: str, text: str) -> str:
+    """Writes to a temporary file beside `path`, then renames it over `path`; returns `path`.
+
+    Local renames are atomic. Object stores have no rename: there the object appears
+    whole when its upload completes, which gives readers the same guarantee.
+    """
+    if not is_remote(path):
+        _write_local(path, text)
+        return path
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
     return path
 
 
@@ -35,6 +62,18 @@ def write_json_atomically(path: str, value: Any) -> str:
 
 
 def append_json_line(path: str, value: Any) -> None:
-    """Appends one JSON object per line (a log a machine can read while the run goes on)."""
-    with open(path, "a") as f:
-        f.write(json.dumps(value, sort_keys=True) + "\n")
+    """Appends one JSON object per line (a log a machine can read while the run goes on).
+
+    Object stores cannot append: there the log is rewritten whole (logs hold one line
+    per reported loop, so this stays small).
+    """
+    line = json.dumps(value, sort_keys=True) + "\n"
+    if not is_remote(path):
+        with open(path, "a") as f:
+            f.write(line)
+        return
+    previous = ""
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            previous = f.read()
+    write_text_atomically(path, previous + line)

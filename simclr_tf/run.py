@@ -68,6 +68,13 @@ flags.DEFINE_bool("deterministic", False,
 flags.DEFINE_bool("skip_nonfinite_steps", False,
                   "Skip a step whose loss or gradients are not finite (no update) instead of stopping; the run "
                   "still stops when a whole loop of steps is non-finite. Skipped steps are counted in the log.")
+flags.DEFINE_float("label_fraction", 0.0,
+                   "Fine-tune on this fraction of each class's labelled train examples (class-balanced, drawn with "
+                   "--seed; ids written to model_dir/subset_ids.json). For ImageNet use the official lists: "
+                   "--dataset=imagenet2012_subset/1pct or /10pct. 0 = all labels.")
+flags.DEFINE_integer("examples_per_class", 0, "Fine-tune on this many labelled train examples per class (0 = all).")
+flags.DEFINE_string("subset_ids", None, "Fine-tune on the example ids of this subset_ids.json (another run's), "
+                    "so runs compare on the same labels.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "Compute precision.")
 
 flags.DEFINE_integer("eval_batch_size", 256, "Global eval batch size.")
@@ -75,6 +82,14 @@ flags.DEFINE_integer("eval_steps", 0, "Eval batches; 0 = the whole eval split.")
 flags.DEFINE_bool("linear_eval", False, "Also train a linear classifier on the frozen encoder's features (train split) and test it.")
 flags.DEFINE_integer("linear_eval_epochs", 100, "Epochs of that linear classifier (Adam on standardised features).")
 flags.DEFINE_bool("compare_random_encoder", False, "Also linear-evaluate a randomly initialised encoder of the same architecture.")
+
+flags.DEFINE_integer("knn_every_n_steps", 0,
+                     "Every N steps (and at the end), log the kNN accuracy of the encoder: train-split features as "
+                     "the bank, eval-split ones as queries (Wu et al. 2018). 0 = off.")
+flags.DEFINE_integer("knn_k", 200, "kNN monitor: neighbours.")
+flags.DEFINE_float("knn_temperature", 0.1, "kNN monitor: votes weigh exp(cosine / T).")
+flags.DEFINE_integer("knn_bank_examples", 10_000, "kNN monitor: first N train examples as the bank (0 = all).")
+flags.DEFINE_integer("knn_query_examples", 2_000, "kNN monitor: first N eval examples as queries (0 = all).")
 
 flags.DEFINE_bool("export_hub_module", True,
                   "After training, export the final checkpoint as a SavedModel / TF-Hub module to model_dir/saved_model/<step>.")
@@ -147,7 +162,7 @@ def main(argv):
         keras.mixed_precision.set_global_policy(config.train.precision)
         print(f"strategy: {describe(strategy)}", flush=True)
         if is_chief(strategy):
-            os.makedirs(config.model_dir, exist_ok=True)
+            tf.io.gfile.makedirs(config.model_dir)
             config.write(os.path.join(config.model_dir, "config.json"))
             write_json_atomically(os.path.join(config.model_dir, "flags.json"), our_flag_values(FLAGS))
         # Same initial weights for a seed, whatever the number of replicas.

@@ -6,5 +6,15 @@ from simclr_tf.data.source import (
     SourceConfig,
     build_source,
 )
+from simclr_tf.data.subset import (
+    read_labels,
+    read_subset_ids,
+    select_subset,
+    subset_source,
+    write_subset_ids,
+)
 
-__all__ = ["DataSourceError", "Source", "SourceConfig", "build_source"]
+__all__ = [
+    "DataSourceError", "Source", "SourceConfig", "build_source",
+    "read_labels", "read_subset_ids", "select_subset", "subset_source", "write_subset_ids",
+]

@@ -108,4 +108,4 @@ def restore_or_initialize(manager: tf.train.CheckpointManager, *, init_checkpoin
 
 
 def latest_in(model_dir: str) -> str | None:
-    return tf.train.latest_checkpoint(model_dir) if os.path.isdir(model_dir) else None
+    return tf.train.latest_checkpoint(model_dir) if tf.io.gfile.isdir(model_dir) else None

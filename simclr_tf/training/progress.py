@@ -37,6 +37,12 @@ class Progress:
         self._start = (clock(), start_step)
         self._first_report: tuple[float, int] | None = None
 
+    def discount(self, seconds: float) -> None:
+        """Leaves `seconds` of non-training work (a monitor, an evaluation) out of the rate."""
+        self._start = (self._start[0] + seconds, self._start[1])
+        if self._first_report:
+            self._first_report = (self._first_report[0] + seconds, self._first_report[1])
+
     def steps_per_second(self, now: float, step: int) -> float:
         since_time, since_step = self._first_report if self._first_report and step > self._first_report[1] else self._start
         elapsed = now - since_time

@@ -20,18 +20,20 @@ from absl import logging
 
 from simclr_tf.augment import AugmentConfig
 from simclr_tf.config import RunConfig
-from simclr_tf.data import Source, build_source
+from simclr_tf.data import Source, build_source, subset
 from simclr_tf.input_pipeline import pretrain_dataset
 from simclr_tf.optim import steps_from_epochs
 from simclr_tf.strategy import check_cpu_gradient_batch, per_replica_batch_size
 from simclr_tf.training import checkpoints
 from simclr_tf.training.builders import build_model, build_optimizer, freeze_for_finetuning
+from simclr_tf.training.monitor import KNNMonitor
 from simclr_tf.training.preemption import StopRequest
 from simclr_tf.training.progress import Progress
 from simclr_tf.training.step import StepConfig, make_train_step, metric_names
 from simclr_tf.training.workers import is_chief, worker_dir
 
 # With --skip_nonfinite_steps, a run that makes no progress for this many steps stops anyway.
+SUBSET_IDS_FILE = "subset_ids.json"
 MAX_CONSECUTIVE_SKIPPED_STEPS = 100
 
 # Fine-tuning sees one view with the reference's fine-tuning augmentation: crop and flip.
@@ -77,6 +79,38 @@ def uses_supervised_head(config: RunConfig, source: Source) -> bool:
     return bool(config.train.lineareval_while_pretraining and source.num_classes)
 
 
+def labelled_subset(config: RunConfig, source: Source, chief: bool, printer: Callable[[str], None]) -> Source:
+    """The part of the train split whose labels fine-tuning may use (TrainConfig.label_fraction, ...).
+
+    The ids go to model_dir/subset_ids.json; a resumed run reads them back, so the
+    subset cannot change under it, and --subset_ids lets another run use the same.
+    """
+    train = config.train
+    ids_path = os.path.join(config.model_dir, SUBSET_IDS_FILE)
+    reuse = ids_path if tf.io.gfile.exists(ids_path) else train.subset_ids
+    if reuse:
+        if not tf.io.gfile.exists(reuse):
+            raise ValueError(f"--subset_ids={reuse}: no such file")
+        ids = subset.read_subset_ids(reuse)
+        if ids.size and ids.max() >= source.num_examples:
+            raise ValueError(f"--subset_ids={reuse}: ids up to {ids.max()} but {source.name} has "
+                             f"{source.num_examples} examples (another dataset or split?)")
+        origin = f"ids from {reuse}"
+    else:
+        labels = subset.read_labels(source)
+        ids = subset.select_subset(labels, fraction=train.label_fraction or None,
+                                   per_class=train.examples_per_class or None, seed=train.seed)
+        origin = (f"{train.label_fraction:g} of each class" if train.label_fraction
+                  else f"{train.examples_per_class} per class") + f", seed {train.seed}"
+    if chief and reuse != ids_path:
+        labels = labels if not reuse else subset.read_labels(source)
+        subset.write_subset_ids(ids_path, ids, source_name=source.name, split=config.source.split, seed=train.seed,
+                                fraction=train.label_fraction or None, per_class=train.examples_per_class or None,
+                                labels=labels)
+    printer(f"labelled subset: {ids.size} of {source.num_examples} examples ({origin}); ids in {ids_path}")
+    return subset.subset_source(source, ids)
+
+
 class Trainer:
     """Builds a run's model, optimizer, data and checkpoints under one strategy; `train()` runs it."""
 
@@ -86,6 +120,8 @@ class Trainer:
         self.strategy = strategy
         self.printer = printer
         self.source = build_source(config.source)
+        if config.train.uses_label_subset:
+            self.source = labelled_subset(config, self.source, is_chief(strategy), printer)
         self.global_batch_size = config.train.train_batch_size
         self.per_replica_batch_size = per_replica_batch_size(
             self.global_batch_size, strategy.num_replicas_in_sync, "train_batch_size"
@@ -232,10 +268,13 @@ class Trainer:
         train_steps = self._make_loop()
         started = time.monotonic()
         every = self.schedule.checkpoint_steps
+        knn_every = self.config.eval.knn_every_n_steps
+        monitor = KNNMonitor(self.config, self.strategy, self.model) if knn_every else None
         stalled = 0  # Steps skipped since the last step that updated the model.
         with StopRequest() as stop:
             while step < total and not stop:
-                num_steps = min(self.schedule.steps_per_loop, total - step, every - step % every)
+                num_steps = min(self.schedule.steps_per_loop, total - step, every - step % every,
+                                knn_every - step % knn_every if knn_every else total)
                 results, first_nonfinite = train_steps(iterator, tf.constant(num_steps))
                 previous_step, step = step, self.step
                 skipped = num_steps - (step - previous_step)
@@ -250,6 +289,10 @@ class Trainer:
                     # Means over the loop would be NaN; report the loop's finite steps only when all were.
                     metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
                 learning_rate = float(self.optimizer.learning_rate)
+                if monitor and (step % knn_every == 0 or step >= total):
+                    knn = monitor(step)
+                    progress.discount(knn.pop("knn_seconds"))  # Not training time: keep img/s and ETA honest.
+                    metrics.update(knn)
                 with writer.as_default():
                     for name, value in metrics.items():
                         tf.summary.scalar(f"train/{name}", value, step=step)
