@@ -35,17 +35,16 @@ def main(argv):
         sys.exit(f"error: {error}")
 
     from simclr_tf.data import DataSourceError, build_source
-    from simclr_tf.plots.grid import image_grid, save_png_atomically
-    from simclr_tf.preview_views import preview_rows
+    from simclr_tf.plots.grid import augmentation_grid, save_png_atomically
 
     try:
         source = build_source(source_config)
-        rows = preview_rows(source, augment_config, FLAGS.num_images, FLAGS.num_views, FLAGS.seed)
+        grid = augmentation_grid(source, augment_config, FLAGS.num_images, FLAGS.num_views, FLAGS.seed, FLAGS.cell_size)
     except DataSourceError as error:
         sys.exit(f"error: {error}")
-    titles = ["original"] + [f"view {v + 1}" for v in range(FLAGS.num_views)]
-    save_png_atomically(image_grid(rows, titles, FLAGS.cell_size), FLAGS.output)
-    print(f"wrote {FLAGS.output}: {len(rows)} images of {source.name} x ({FLAGS.num_views} views + original), "
+    save_png_atomically(grid, FLAGS.output)
+    num_rows = min(FLAGS.num_images, source.num_examples)
+    print(f"wrote {FLAGS.output}: {num_rows} images of {source.name} x ({FLAGS.num_views} views + original), "
           f"ops {','.join(augment_config.ops)}, image_size {augment_config.image_size}")
 
 

@@ -32,6 +32,20 @@ def image_grid(rows: np.ndarray, column_titles: list[str], cell_size: int) -> Im
     return canvas
 
 
+def grid_size(num_images: int, num_views: int, cell_size: int) -> tuple[int, int]:
+    """(width, height) in px of `augmentation_grid`'s image: columns are the original and the views."""
+    return (1 + num_views) * (cell_size + GAP) + GAP, HEADER_HEIGHT + num_images * (cell_size + GAP) + GAP
+
+
+def augmentation_grid(source, config, num_images: int, num_views: int, seed: int, cell_size: int) -> Image.Image:
+    """The first `num_images` examples of `source` (a simclr_tf.data.Source), each next to the
+    `num_views` views an `AugmentConfig` draws for it in epoch 0 with `seed`."""
+    from simclr_tf.preview_views import preview_rows  # TensorFlow: imported only when views are drawn.
+
+    rows = preview_rows(source, config, num_images, num_views, seed)
+    return image_grid(rows, ["original"] + [f"view {v + 1}" for v in range(num_views)], cell_size)
+
+
 def save_png_atomically(image: Image.Image, path: str) -> None:
     """Writes to a temporary file beside `path`, then renames: readers never see half a PNG."""
     directory = os.path.dirname(os.path.abspath(path))
