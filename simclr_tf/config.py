@@ -90,6 +90,7 @@ class TrainConfig:
     precision: str = "float32"
     deterministic: bool = False
     skip_nonfinite_steps: bool = False
+    jit_compile: bool = False  # XLA for the replica step (slower on CPU: benchmarks/train_throughput.py)
     # Semi-supervised fine-tuning on part of the labels: a class-balanced subset of the train
     # split drawn with `seed` (or the ids of `subset_ids`, a file an earlier run wrote).
     label_fraction: float = 0.0

@@ -75,6 +75,9 @@ flags.DEFINE_float("label_fraction", 0.0,
 flags.DEFINE_integer("examples_per_class", 0, "Fine-tune on this many labelled train examples per class (0 = all).")
 flags.DEFINE_string("subset_ids", None, "Fine-tune on the example ids of this subset_ids.json (another run's), "
                     "so runs compare on the same labels.")
+flags.DEFINE_bool("jit_compile", False,
+                  "Compile the training step with XLA. Measured slower on CPU (0.7x float32, 0.95x bfloat16: "
+                  "benchmarks/train_throughput.py); try it on GPUs/TPUs (TPUs compile with XLA anyway).")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "Compute precision.")
 
 flags.DEFINE_integer("eval_batch_size", 256, "Global eval batch size.")

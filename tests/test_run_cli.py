@@ -105,6 +105,15 @@ def test_mixed_bfloat16_pretraining_runs_with_finite_float32_losses(tmp_path):
     assert all(np.isfinite(r["total_loss"]) and r["contrast_loss"] > 0 for r in log)
 
 
+def test_xla_step_computes_the_same_first_loss(pretrained, tmp_path):
+    check_ok(run_cli(*TINY_FLAGS, f"--model_dir={tmp_path}", "--train_steps=1", "--jit_compile"))
+    xla, plain = train_log(str(tmp_path))[0], pretrained["first_log"][0]
+    assert xla["step"] == plain["step"] == 1
+    # Step 1's loss is computed before any update: same weights, same batch, another compiler.
+    for name in ("contrast_loss", "supervised_loss"):
+        assert xla[name] == pytest.approx(plain[name], rel=1e-4), name
+
+
 def test_unknown_flag_in_a_flagfile_exits_naming_it(tmp_path):
     flagfile = tmp_path / "typo.cfg"
     flagfile.write_text("--resnet_depth=18\n--train_bach_size=16\n")

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from simclr_tf.models.fused_batch_norm import FusedBatchNormalization
+
 PROJECTION_MODES = ("none", "linear", "nonlinear")
 
 
@@ -90,7 +92,7 @@ class ProjectionHead(keras.layers.Layer):
                 dtype=self.dtype_policy,
                 name=f"{prefix}_{j}_dense",
             )
-            bn = keras.layers.BatchNormalization(
+            bn = FusedBatchNormalization(
                 momentum=self.batch_norm_momentum,
                 epsilon=self.batch_norm_epsilon,
                 center=not is_last,

@@ -12,6 +12,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from simclr_tf.models.fused_batch_norm import FusedBatchNormalization
+
 
 def channels(base: int, width_multiplier: float) -> int:
     """Channel count of a layer with `base` channels at width 1x (at least 1)."""
@@ -120,7 +122,7 @@ class BatchNormMixin:
 
     def _batch_norm(self, name: str, zero_init: bool = False, center: bool = True):
         """A BatchNormalization layer whose name contains 'batch_normalization' (LARS excludes it)."""
-        return keras.layers.BatchNormalization(
+        return FusedBatchNormalization(
             momentum=self.batch_norm_momentum,
             epsilon=self.batch_norm_epsilon,
             center=center,

@@ -210,6 +210,9 @@ class Trainer:
     def _make_loop(self):
         strategy = self.strategy
         replica_step = make_train_step(self.model, self.optimizer, self.step_config)
+        if self.config.train.jit_compile:
+            # Only the step: XLA cannot compile the loop's read from the input iterator.
+            replica_step = tf.function(replica_step, jit_compile=True)
         names = metric_names(self.step_config)
 
         @tf.function
