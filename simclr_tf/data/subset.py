@@ -10,34 +10,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from simclr_tf.arg_checks import fail, is_int
 from simclr_tf.data.source import Source, pipeline_shard, shard_every_nth
 from simclr_tf.io_utils import write_json_atomically
-
-
-def _fail(name: str, value: Any, requirement: str) -> NoReturn:
-    raise ValueError(f"`{name}` {requirement}, got {value!r}.")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _int_array(name: str, values: Any, *, num_examples: int | None = None) -> np.ndarray:
     """`values` as 1-D int64, optionally checked to lie in [0, num_examples)."""
     values = np.asarray(values)
     if values.ndim != 1:
-        _fail(name, values.shape, "must be 1-D")
+        fail(name, values.shape, "must be 1-D")
     if values.size and not np.issubdtype(values.dtype, np.integer):
-        _fail(name, values.dtype, "must be integers")
+        fail(name, values.dtype, "must be integers")
     values = values.astype(np.int64)
     if num_examples is not None and values.size and (
             values.min() < 0 or values.max() >= num_examples):
-        _fail(name, (int(values.min()), int(values.max())),
+        fail(name, (int(values.min()), int(values.max())),
               f"(min, max) must lie in [0, {num_examples})")
     return values
 
@@ -73,17 +66,17 @@ def select_subset(
     if fraction is not None and (
             isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.number))
             or not 0 < fraction <= 1):
-        _fail("fraction", fraction, "must be a number in (0, 1]")
-    if per_class is not None and (not _is_int(per_class) or per_class < 1):
-        _fail("per_class", per_class, "must be an int >= 1")
-    if not _is_int(seed) or seed < 0:
-        _fail("seed", seed, "must be an int >= 0")  # SeedSequence entropy is non-negative
+        fail("fraction", fraction, "must be a number in (0, 1]")
+    if per_class is not None and (not is_int(per_class) or per_class < 1):
+        fail("per_class", per_class, "must be an int >= 1")
+    if not is_int(seed) or seed < 0:
+        fail("seed", seed, "must be an int >= 0")  # SeedSequence entropy is non-negative
     available = labels >= 0
     if exclude is not None:
         available[_int_array("exclude", exclude, num_examples=len(labels))] = False
     classes = np.unique(labels[labels >= 0])
     if classes.size == 0:
-        _fail("labels", "no label >= 0", "must contain labelled examples")
+        fail("labels", "no label >= 0", "must contain labelled examples")
 
     chosen = []
     for label in classes:
@@ -111,20 +104,20 @@ def read_labels(source: Source) -> np.ndarray:
     where the source decodes before yielding).
     """
     if source.num_classes is None:
-        _fail("source", source.name, "has no labels (num_classes is None)")
+        fail("source", source.name, "has no labels (num_classes is None)")
     labels = np.full(source.num_examples, -1, np.int64)
     seen = np.zeros(source.num_examples, bool)
     ds = source.make_dataset(None).map(lambda index, image, label: (index, label))
     for index, label in ds.batch(4096).as_numpy_iterator():
         if (index.min() < 0 or index.max() >= source.num_examples or seen[index].any()
                 or np.unique(index).size != index.size):
-            _fail("source", source.name,
+            fail("source", source.name,
                   f"must yield each index in [0, {source.num_examples}) once; it repeated or "
                   f"exceeded one in [{index.min()}, {index.max()}]")
         seen[index] = True
         labels[index] = label
     if not seen.all():
-        _fail("source", source.name,
+        fail("source", source.name,
               f"yielded {int(seen.sum())} examples, fewer than num_examples={source.num_examples}")
     return labels
 
@@ -143,9 +136,9 @@ def subset_source(source: Source, indices: np.ndarray) -> Source:
     """
     indices = _int_array("indices", indices, num_examples=source.num_examples)
     if indices.size == 0:
-        _fail("indices", indices, "must not be empty")
+        fail("indices", indices, "must not be empty")
     if np.unique(indices).size != indices.size:
-        _fail("indices", "repeated values", "must be unique")
+        fail("indices", "repeated values", "must be unique")
     # Dense lookup original index -> new index (-1: not in the subset): one gather
     # per element, where a hash table would need initialising on every worker.
     lookup = np.full(source.num_examples, -1, np.int64)
@@ -192,7 +185,7 @@ def write_subset_ids(
     num_labels = int(labels.max(initial=0)) + 1
     chosen_labels = labels[indices]
     if (chosen_labels < 0).any():
-        _fail("indices", "ids of unlabelled examples", "must only hold labelled examples")
+        fail("indices", "ids of unlabelled examples", "must only hold labelled examples")
     return write_json_atomically(path, {
         "source_name": source_name,
         "split": split,
@@ -210,8 +203,8 @@ def read_subset_ids(path: str) -> np.ndarray:
     with tf.io.gfile.GFile(path) as f:
         record = json.load(f)
     if not isinstance(record, dict) or "ids" not in record:
-        _fail("path", path, "must be a write_subset_ids JSON file (with an \"ids\" list)")
+        fail("path", path, "must be a write_subset_ids JSON file (with an \"ids\" list)")
     ids = _int_array("ids", record["ids"])
     if "num_ids" in record and record["num_ids"] != ids.size:
-        _fail("path", path, f"lists {ids.size} ids but says num_ids={record['num_ids']}")
+        fail("path", path, f"lists {ids.size} ids but says num_ids={record['num_ids']}")
     return ids

@@ -15,7 +15,6 @@ import sys
 from absl import app, flags, logging
 
 from simclr_tf.evaluation.task_flags import define_task_flags, task_from_flags
-from simclr_tf.flag_defs import FlagError
 
 flags.DEFINE_string("model_dir", None, "A simclr_tf.run model_dir: evaluate its newest checkpoint (or --checkpoint).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint of --model_dir to evaluate (ckpt-<step> prefix).")

@@ -12,20 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
+from simclr_tf.arg_checks import fail, is_int
 from simclr_tf.evaluation.linear_eval import topk_accuracy
-
-
-def _fail(name: str, value: Any, requirement: str) -> NoReturn:
-    raise ValueError(f"`{name}` {requirement}, got {value!r}.")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,14 +35,14 @@ class KNNConfig:
     query_chunk: int = 1024
 
     def __post_init__(self):
-        if not _is_int(self.k) or self.k < 1:
-            _fail("k", self.k, "must be an int >= 1")
+        if not is_int(self.k) or self.k < 1:
+            fail("k", self.k, "must be an int >= 1")
         if (not isinstance(self.temperature, (int, float, np.integer, np.floating))
                 or isinstance(self.temperature, bool) or not self.temperature > 0
                 or not np.isfinite(self.temperature)):
-            _fail("temperature", self.temperature, "must be a finite number > 0")
-        if not _is_int(self.query_chunk) or self.query_chunk < 1:
-            _fail("query_chunk", self.query_chunk, "must be an int >= 1")
+            fail("temperature", self.temperature, "must be a finite number > 0")
+        if not is_int(self.query_chunk) or self.query_chunk < 1:
+            fail("query_chunk", self.query_chunk, "must be an int >= 1")
 
 
 class KNNResult(NamedTuple):
@@ -74,36 +67,36 @@ def _validate_features(name: str, features: Any) -> np.ndarray:
     features = np.asarray(features)
     if not (np.issubdtype(features.dtype, np.floating)
             or np.issubdtype(features.dtype, np.integer)):
-        _fail(name, features.dtype, "must be a numeric array")
+        fail(name, features.dtype, "must be a numeric array")
     if features.ndim != 2 or features.shape[0] == 0 or features.shape[1] == 0:
-        _fail(name, features.shape, "must have shape [N > 0, D > 0]")
+        fail(name, features.shape, "must have shape [N > 0, D > 0]")
     features = features.astype(np.float32)
     if not np.isfinite(features).all():
-        _fail(name, "non-finite values", "must be finite")
+        fail(name, "non-finite values", "must be finite")
     return features
 
 
 def _validate_labels(name: str, labels: Any, num_examples: int, num_classes: int) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.shape != (num_examples,):
-        _fail(name, labels.shape, f"must have shape [{num_examples}] (one label per feature row)")
+        fail(name, labels.shape, f"must have shape [{num_examples}] (one label per feature row)")
     if not np.issubdtype(labels.dtype, np.integer):
-        _fail(name, labels.dtype, "must be integers")
+        fail(name, labels.dtype, "must be integers")
     if labels.min() < 0 or labels.max() >= num_classes:
-        _fail(name, (int(labels.min()), int(labels.max())),
+        fail(name, (int(labels.min()), int(labels.max())),
               f"(min, max) must lie in [0, num_classes={num_classes})")
     return labels.astype(np.int64)
 
 
 def _validate_common(bank_features, bank_labels, query_features, num_classes, config):
     if not isinstance(config, KNNConfig):
-        _fail("config", config, "must be a KNNConfig")
-    if not _is_int(num_classes) or num_classes < 1:
-        _fail("num_classes", num_classes, "must be an int >= 1")
+        fail("config", config, "must be a KNNConfig")
+    if not is_int(num_classes) or num_classes < 1:
+        fail("num_classes", num_classes, "must be an int >= 1")
     bank_features = _validate_features("bank_features", bank_features)
     query_features = _validate_features("query_features", query_features)
     if query_features.shape[1] != bank_features.shape[1]:
-        _fail("query_features", query_features.shape,
+        fail("query_features", query_features.shape,
               f"must have the same feature dim as bank_features {bank_features.shape}")
     bank_labels = _validate_labels("bank_labels", bank_labels, bank_features.shape[0], num_classes)
     return bank_features, bank_labels, query_features
@@ -135,7 +128,7 @@ def _scores(bank: np.ndarray, bank_labels: np.ndarray, queries: np.ndarray, num_
         chunks.append(tf.reshape(summed, [-1, num_classes]).numpy())
     scores = np.concatenate(chunks)
     if not np.isfinite(scores).all():
-        _fail("temperature", config.temperature, "overflows exp(sim / temperature); use >= 0.002")
+        fail("temperature", config.temperature, "overflows exp(sim / temperature); use >= 0.002")
     return scores
 
 

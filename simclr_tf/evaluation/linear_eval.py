@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, NamedTuple, NoReturn
+from typing import Callable, NamedTuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from simclr_tf.arg_checks import fail, is_int
+
 # Features whose train std is at most this are only centred, not scaled: dividing
 # by ~0 would blow up any eval-time deviation of a feature constant on train.
 STANDARDIZE_EPS = 1e-6
-
-
-def _fail(name: str, value: Any, requirement: str) -> NoReturn:
-    raise ValueError(f"`{name}` {requirement}, got {value!r}.")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,18 +41,18 @@ class LinearEvalConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if not _is_int(self.epochs) or self.epochs < 1:
-            _fail("epochs", self.epochs, "must be an int >= 1")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            _fail("batch_size", self.batch_size, "must be an int >= 1")
+        if not is_int(self.epochs) or self.epochs < 1:
+            fail("epochs", self.epochs, "must be an int >= 1")
+        if not is_int(self.batch_size) or self.batch_size < 1:
+            fail("batch_size", self.batch_size, "must be an int >= 1")
         if not self.learning_rate > 0:
-            _fail("learning_rate", self.learning_rate, "must be > 0")
+            fail("learning_rate", self.learning_rate, "must be > 0")
         if not self.weight_decay >= 0:
-            _fail("weight_decay", self.weight_decay, "must be >= 0")
+            fail("weight_decay", self.weight_decay, "must be >= 0")
         if not isinstance(self.standardize, bool):
-            _fail("standardize", self.standardize, "must be a bool")
-        if not _is_int(self.seed):
-            _fail("seed", self.seed, "must be an int")
+            fail("standardize", self.standardize, "must be a bool")
+        if not is_int(self.seed):
+            fail("seed", self.seed, "must be an int")
 
 
 class LinearEvalResult(NamedTuple):
@@ -90,8 +84,8 @@ def extract_features(
     pass an unshuffled dataset if rows must line up with something else.
     """
     if max_batches is not None:
-        if not _is_int(max_batches) or max_batches < 1:
-            _fail("max_batches", max_batches, "must be None or an int >= 1")
+        if not is_int(max_batches) or max_batches < 1:
+            fail("max_batches", max_batches, "must be None or an int >= 1")
         dataset = dataset.take(max_batches)
     features, labels = [], []
     for images, batch_labels in dataset:
@@ -138,21 +132,21 @@ def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 
 def _validate(train_features, train_labels, eval_features, eval_labels, num_classes):
-    if not _is_int(num_classes) or num_classes < 2:
-        _fail("num_classes", num_classes, "must be an int >= 2")
+    if not is_int(num_classes) or num_classes < 2:
+        fail("num_classes", num_classes, "must be an int >= 2")
     for split, features, labels in (("train", train_features, train_labels),
                                     ("eval", eval_features, eval_labels)):
         if features.ndim != 2 or features.shape[0] == 0:
-            _fail(f"{split}_features", features.shape, "must have shape [N > 0, D]")
+            fail(f"{split}_features", features.shape, "must have shape [N > 0, D]")
         if labels.shape != (features.shape[0],):
-            _fail(f"{split}_labels", labels.shape, f"must have shape [{features.shape[0]}]")
+            fail(f"{split}_labels", labels.shape, f"must have shape [{features.shape[0]}]")
         if not np.issubdtype(labels.dtype, np.integer):
-            _fail(f"{split}_labels", labels.dtype, "must be integers")
+            fail(f"{split}_labels", labels.dtype, "must be integers")
         if labels.min() < 0 or labels.max() >= num_classes:
-            _fail(f"{split}_labels", (labels.min(), labels.max()),
+            fail(f"{split}_labels", (labels.min(), labels.max()),
                   f"(min, max) must lie in [0, num_classes={num_classes})")
     if train_features.shape[1] != eval_features.shape[1]:
-        _fail("eval_features", eval_features.shape,
+        fail("eval_features", eval_features.shape,
               f"must have the same feature dim as train_features {train_features.shape}")
 
 
@@ -214,7 +208,7 @@ def linear_eval(
     classifier = _train_classifier(train_features, train_labels, num_classes, config)
     kernel, bias = (np.asarray(v) for v in (classifier.kernel, classifier.bias))
     if not (np.isfinite(kernel).all() and np.isfinite(bias).all()):
-        _fail("learning_rate", config.learning_rate, "made training diverge (non-finite weights)")
+        fail("learning_rate", config.learning_rate, "made training diverge (non-finite weights)")
     logits = eval_features @ kernel + bias
     return LinearEvalResult(
         top1=topk_accuracy(logits, eval_labels, 1),

@@ -13,7 +13,6 @@ file last (atomically), so a run killed mid-save resumes from the previous one.
 
 from __future__ import annotations
 
-import os
 
 import keras
 import tensorflow as tf
