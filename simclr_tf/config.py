@@ -36,6 +36,7 @@ class ModelConfig:
     num_proj_layers: int = 3
     ft_proj_selector: int = 0
     zero_init_logits_layer: bool = False
+    fused_batch_norm: bool = True  # TF's fused kernel where BN is not cross-replica (faster, same math)
 
     def __post_init__(self):
         if self.resnet_depth not in RESNET_DEPTHS:

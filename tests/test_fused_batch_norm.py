@@ -81,3 +81,10 @@ def test_config_round_trips():
     clone = FusedBatchNormalization.from_config(layer.get_config())
     assert type(clone) is FusedBatchNormalization
     assert (clone.momentum, clone.epsilon, clone.center, clone.name) == (0.8, 1e-3, False, "x_batch_normalization")
+    assert clone.fused and not FusedBatchNormalization.from_config({**layer.get_config(), "fused": False}).fused
+
+
+def test_unfused_layer_takes_keras_path():
+    layer = FusedBatchNormalization(fused=False)
+    layer.build((4, 3))
+    assert not layer._fusable(tf.zeros((4, 3)), None) and FusedBatchNormalization()._fusable(tf.zeros((4, 3)), None)

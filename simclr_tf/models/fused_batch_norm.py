@@ -24,15 +24,25 @@ import tensorflow as tf
 class FusedBatchNormalization(keras.layers.BatchNormalization):
     """Drop-in keras.layers.BatchNormalization (same arguments, weights and config).
 
+    `fused=False` always takes Keras's path (to compare with, or to match another
+    layout's float32 rounding exactly: see simclr_tf.training.builders.build_model).
+
     Example:
         bn = FusedBatchNormalization(momentum=0.9, epsilon=1e-5, name="block1_batch_normalization")
         y = bn(x, training=True)   # x: [B, H, W, C] or [B, C]
     """
 
+    def __init__(self, *args, fused: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fused = fused
+
+    def get_config(self):
+        return {**super().get_config(), "fused": self.fused}
+
     def _fusable(self, inputs, mask) -> bool:
         rank = len(inputs.shape)
         axis = self.axis if isinstance(self.axis, int) else (self.axis[0] if len(self.axis) == 1 else None)
-        return (not self.synchronized and mask is None and not self.renorm and rank in (2, 4)
+        return (self.fused and not self.synchronized and mask is None and not self.renorm and rank in (2, 4)
                 and axis in (-1, rank - 1))
 
     def call(self, inputs, training=None, mask=None):

@@ -6,6 +6,7 @@ import keras
 
 from simclr_tf.config import ModelConfig, OptimizerConfig
 from simclr_tf.models import ProjectionHead, ResNet, SimCLRModel, SupervisedHead
+from simclr_tf.models.fused_batch_norm import FusedBatchNormalization
 from simclr_tf.optim import LARS, warmup_cosine_schedule
 
 # As the reference: BN, biases and the supervised head are excluded from LARS's decay
@@ -59,6 +60,10 @@ def build_model(
         name="simclr",
     )
     model.build((None, image_size, image_size, 3))
+    if not config.fused_batch_norm:
+        for layer in model._flatten_layers():
+            if isinstance(layer, FusedBatchNormalization):
+                layer.fused = False
     return model
 
 
