@@ -79,3 +79,14 @@ def name_flags(message: str, renames: dict[str, str] | None = None) -> str:
     field = message.split(" ", 1)[0].rstrip(":").split("=", 1)[0]
     flag = renames.get(field, field)
     return f"--{flag}: {message}" if field in renames or hasattr(flags.FLAGS, flag) else message
+
+
+def quiet_logging(values: flags.FlagValues) -> None:
+    """TensorFlow's and absl's INFO lines (checkpoint sharding, ...) would bury a CLI's own output;
+    an explicit --verbosity still wins."""
+    import tensorflow as tf
+    from absl import logging
+
+    tf.get_logger().setLevel("WARNING")
+    if not values["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from simclr_tf import flag_defs
 
@@ -150,10 +150,7 @@ def main(argv):
     import keras
     import tensorflow as tf
 
-    # TensorFlow's own INFO lines (checkpoint sharding, ...) would drown the progress lines.
-    tf.get_logger().setLevel("WARNING")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+    flag_defs.quiet_logging(FLAGS)
 
     from simclr_tf.data import DataSourceError
     from simclr_tf.io_utils import write_json_atomically

@@ -12,8 +12,9 @@ model_dir/eval_<task>.json, or ./eval_<task>.json for a module).
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
+from simclr_tf import flag_defs
 from simclr_tf.evaluation.task_flags import define_task_flags, task_from_flags
 
 flags.DEFINE_string("model_dir", None, "A simclr_tf.run model_dir: evaluate its newest checkpoint (or --checkpoint).")
@@ -28,11 +29,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    import tensorflow as tf
-
-    tf.get_logger().setLevel("WARNING")
-    if not FLAGS["verbosity"].present:  # absl's INFO lines (checkpoint sharding, ...) would bury the results.
-        logging.set_verbosity(logging.WARNING)
+    flag_defs.quiet_logging(FLAGS)
     from simclr_tf.data import DataSourceError
     from simclr_tf.evaluation.features import load_encoder
     from simclr_tf.evaluation.protocols import run_task

@@ -22,8 +22,9 @@ import os
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
+from simclr_tf import flag_defs
 from simclr_tf.evaluation.task_flags import TRANSFER_MODES, parse_task, task_from_flags
 from simclr_tf.flag_defs import FlagError
 
@@ -114,9 +115,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     import tensorflow as tf
 
-    tf.get_logger().setLevel("WARNING")
-    if not FLAGS["verbosity"].present:  # absl's INFO lines (checkpoint sharding, ...) would bury the results.
-        logging.set_verbosity(logging.WARNING)
+    flag_defs.quiet_logging(FLAGS)
     from simclr_tf.evaluation.features import load_encoder
     from simclr_tf.evaluation.protocols import run_task
     from simclr_tf.io_utils import write_json_atomically, write_text_atomically

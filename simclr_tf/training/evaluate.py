@@ -33,18 +33,20 @@ def step_of(checkpoint_path: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _encoder_features(strategy, model: SimCLRModel, source: Source, config: RunConfig) -> tuple[np.ndarray, np.ndarray]:
+def encoder_features(strategy, model: SimCLRModel, source: Source, config: RunConfig,
+                     max_steps: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """h (final_avg_pool) and labels of `source` (its first `max_steps` global batches when > 0)."""
     outputs, labels = predict(
         strategy, lambda images: {FEATURES: model(images, training=False)[FEATURES]}, source,
-        image_size=config.augment.image_size, global_batch_size=config.eval.eval_batch_size,
+        image_size=config.augment.image_size, global_batch_size=config.eval.eval_batch_size, max_steps=max_steps,
     )
     return outputs[FEATURES], labels
 
 
 def _linear_eval(strategy, model, train_source, eval_source, config) -> dict:
     started = time.monotonic()
-    train_features, train_labels = _encoder_features(strategy, model, train_source, config)
-    eval_features, eval_labels = _encoder_features(strategy, model, eval_source, config)
+    train_features, train_labels = encoder_features(strategy, model, train_source, config)
+    eval_features, eval_labels = encoder_features(strategy, model, eval_source, config)
     result = linear_eval(
         train_features, train_labels, eval_features, eval_labels, eval_source.num_classes,
         LinearEvalConfig(epochs=config.eval.linear_eval_epochs, seed=config.train.seed),

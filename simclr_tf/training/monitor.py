@@ -14,12 +14,10 @@ import time
 import tensorflow as tf
 
 from simclr_tf.config import RunConfig
-from simclr_tf.data import Source, build_source
+from simclr_tf.data import build_source
 from simclr_tf.evaluation.knn import KNNConfig, knn_eval
 from simclr_tf.models import SimCLRModel
-from simclr_tf.training.predict import predict
-
-FEATURES = "final_avg_pool"
+from simclr_tf.training.evaluate import encoder_features
 
 
 class KNNMonitor:
@@ -29,7 +27,7 @@ class KNNMonitor:
         evaluation = config.eval
         self.strategy = strategy
         self.model = model
-        self.image_size = config.augment.image_size
+        self.config = config
         self.batch_size = evaluation.eval_batch_size
         self.knn = KNNConfig(k=evaluation.knn_k, temperature=evaluation.knn_temperature)
         self.bank = build_source(config.source)
@@ -43,16 +41,9 @@ class KNNMonitor:
         self.bank_steps = math.ceil(evaluation.knn_bank_examples / self.batch_size)
         self.query_steps = math.ceil(evaluation.knn_query_examples / self.batch_size)
 
-    def _features(self, source: Source, max_steps: int):
-        outputs, labels = predict(
-            self.strategy, lambda images: {FEATURES: self.model(images, training=False)[FEATURES]}, source,
-            image_size=self.image_size, global_batch_size=self.batch_size, max_steps=max_steps,
-        )
-        return outputs[FEATURES], labels
-
     def __call__(self, step: int) -> dict[str, float]:
         started = time.monotonic()
-        bank, bank_labels = self._features(self.bank, self.bank_steps)
-        queries, query_labels = self._features(self.queries, self.query_steps)
+        bank, bank_labels = encoder_features(self.strategy, self.model, self.bank, self.config, self.bank_steps)
+        queries, query_labels = encoder_features(self.strategy, self.model, self.queries, self.config, self.query_steps)
         result = knn_eval(bank, bank_labels, queries, query_labels, self.bank.num_classes, self.knn)
         return {"knn_top1": result.top1, "knn_top5": result.top5, "knn_seconds": time.monotonic() - started}
