@@ -18,10 +18,14 @@ Cross-check: ResNet-50 at 224 px is the well-known ~4.1 GMACs (8.2 GFLOPs) forwa
 
 from __future__ import annotations
 
+import argparse
 import collections
 
 import numpy as np
 import tensorflow as tf
+
+from simclr_tf.config import ModelConfig
+from simclr_tf.training.builders import build_model
 
 # Ops with attribute "f" (or these names) call a function whose ops are counted too.
 _CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
@@ -103,16 +107,11 @@ def model_forward_flops(model, image_size: int) -> dict[str, float]:
 
 def build_simclr_model(depth: int, width_multiplier: float, image_size: int, cifar_stem: bool, num_classes: int | None = 10):
     """The model a pretraining run builds (simclr_tf.training.builders.build_model, one replica)."""
-    from simclr_tf.config import ModelConfig
-    from simclr_tf.training.builders import build_model
-
     config = ModelConfig(resnet_depth=depth, width_multiplier=width_multiplier, cifar_stem=cifar_stem)
     return build_model(config, image_size=image_size, num_classes=num_classes, train_mode="pretrain", num_replicas=1)
 
 
 def main() -> None:
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=50)
     parser.add_argument("--width_multiplier", type=float, default=1.0)

@@ -11,9 +11,16 @@ before choosing our own stateless per-example ops (see the README).
 """
 
 import json
+import os
 import time
 
+import numpy as np
+import tensorflow as tf
 from absl import app, flags
+
+from simclr_tf.augment import AugmentConfig
+from simclr_tf.data import Source, SourceConfig, build_source
+from simclr_tf.input_pipeline import pretrain_dataset
 
 flags.DEFINE_list("sizes", ["32", "224"], "Output image sizes to benchmark.")
 flags.DEFINE_float("seconds", 20.0, "Measured time per configuration, after warm-up.")
@@ -24,11 +31,6 @@ FLAGS = flags.FLAGS
 
 
 def _source_for(size: int):
-    import numpy as np
-    import tensorflow as tf
-
-    from simclr_tf.data import Source, SourceConfig, build_source
-
     if size <= 32:
         return build_source(SourceConfig(dataset="fashion_mnist_offline", split="train"))
     images = np.random.default_rng(0).integers(0, 256, (512, 256, 320, 3), dtype=np.uint8)
@@ -53,17 +55,15 @@ def _time_batches(dataset, batch_size: int, seconds: float) -> float:
 
 
 def ours(size: int) -> float:
-    from simclr_tf.augment import AugmentConfig
-    from simclr_tf.input_pipeline import pretrain_dataset
-
     dataset = pretrain_dataset(_source_for(size), AugmentConfig.for_image_size(size), FLAGS.batch_size,
                                shuffle_buffer=1024)
     return _time_batches(dataset, FLAGS.batch_size, FLAGS.seconds)
 
 
 def keras_cv_batched(size: int) -> float:
+    # Imported here, only when --keras_cv asks for it: keras-cv is used nowhere else in the project (simclr_tf
+    # has its own ops) and this comparison is optional, so a plain run works without it.
     import keras_cv
-    import tensorflow as tf
 
     strength = 0.5 if size <= 32 else 1.0
     layers = [
@@ -91,8 +91,6 @@ def keras_cv_batched(size: int) -> float:
 
 def main(argv):
     del argv
-    import os
-
     results = {"cpu_count": os.cpu_count(), "batch_size": FLAGS.batch_size, "rows": []}
     candidates = [("simclr_tf per-example stateless (tf.data map)", ours)]
     if FLAGS.keras_cv:

@@ -5,8 +5,12 @@
     PYTHONPATH=. .venv/bin/python benchmarks/train_throughput.py --config=r50_224 --variants=float32,mixed_bfloat16
 
 Expected runtime on 2 CPU cores: r18_32 with four variants ~8 min; r50_224 with two ~10 min.
-Issue targets (r18_32, batch 128, this 2-core CPU): best variant >= 1.6x float32 non-XLA,
->= 70% of the measured bfloat16 matmul peak, and input pipeline >= 2x the step's rate.
+Targets (r18_32, batch 128, this 2-core CPU): best variant at least 1.6x float32 non-XLA,
+at least 70% of the measured bfloat16 matmul peak, and input pipeline at least 2x the step's rate.
+
+This module measures (workers in subprocesses, orchestration in the parent);
+benchmarks/throughput_report.py turns the measured figures into the derived ones, the
+printed table, the target lines and the --output_json record.
 
 What is timed is OUR training code: each variant runs in its own subprocess (Keras's global
 dtype policy must be set before the model is built, and max RSS is per process), builds a
@@ -39,7 +43,19 @@ import sys
 import tempfile
 import time
 
+import keras
+import tensorflow as tf
 from absl import app, flags
+
+from benchmarks.flops import build_simclr_model, model_forward_flops
+from benchmarks.throughput_report import format_table, json_record
+from simclr_tf.augment import AugmentConfig
+from simclr_tf.config import ModelConfig, RunConfig, TrainConfig
+from simclr_tf.data import SourceConfig, build_source
+from simclr_tf.input_pipeline import pretrain_dataset
+from simclr_tf.io_utils import write_json_atomically
+from simclr_tf.training import step
+from simclr_tf.training import trainer as trainer_module
 
 PRESETS = {
     # SimCLR Appendix B.9: CIFAR uses a 3x3 stem without max-pool.
@@ -49,7 +65,6 @@ PRESETS = {
                     steps=4, warmup_steps=1, end_to_end_steps=2),
 }
 VARIANTS = ("float32", "mixed_bfloat16", "float32_xla", "mixed_bfloat16_xla", "mixed_float16", "mixed_float16_xla")
-PEAK_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 ENV_SHOWN = ("TF_ENABLE_ONEDNN_OPTS", "TF_SET_ONEDNN_FPMATH_MODE", "ONEDNN_DEFAULT_FPMATH_MODE", "TF_XLA_FLAGS", "OMP_NUM_THREADS",
              "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "KMP_AFFINITY", "DNNL_MAX_CPU_ISA")
 
@@ -87,8 +102,6 @@ def progress(message: str) -> None:
 
 
 def resource_usage() -> dict:
-    import tensorflow as tf
-
     usage = {"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "tf_peak_mb": None}
     try:  # TF 2.21 on CPU: works (it answers zeros before the first tensor allocation).
         info = tf.config.experimental.get_memory_info("CPU:0")
@@ -100,8 +113,6 @@ def resource_usage() -> dict:
 
 
 def configure_threads() -> None:
-    import tensorflow as tf
-
     if FLAGS.intra_op_threads:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
     if FLAGS.inter_op_threads:
@@ -109,9 +120,6 @@ def configure_threads() -> None:
 
 
 def run_config(s: dict, precision: str, model_dir: str):
-    from simclr_tf.augment import AugmentConfig
-    from simclr_tf.config import ModelConfig, RunConfig, TrainConfig
-
     return RunConfig(
         model_dir=model_dir,
         augment=AugmentConfig.for_image_size(s["image_size"]),
@@ -126,10 +134,6 @@ def run_config(s: dict, precision: str, model_dir: str):
 
 def reference_worker(s: dict, peaks_only: bool) -> dict:
     """Matmul peaks (float32, bfloat16) and, unless `peaks_only`, the analytic forward FLOPs per view."""
-    import tensorflow as tf
-
-    from benchmarks.flops import build_simclr_model, model_forward_flops
-
     result = {"tf_version": tf.__version__}
     if not peaks_only:
         model = build_simclr_model(s["resnet_depth"], s["width_multiplier"], s["image_size"], s["cifar_stem"])
@@ -159,9 +163,6 @@ def reference_worker(s: dict, peaks_only: bool) -> dict:
 
 def pipeline_worker(s: dict) -> dict:
     """Two-view batches/s of pretrain_dataset alone, with the arguments Trainer._dataset uses."""
-    from simclr_tf.data import SourceConfig, build_source
-    from simclr_tf.input_pipeline import pretrain_dataset
-
     config = run_config(s, "float32", "/nonexistent")
     source = build_source(SourceConfig())
     dataset = pretrain_dataset(source, config.augment, s["batch_size"], seed=config.train.seed,
@@ -183,9 +184,6 @@ def pipeline_worker(s: dict) -> dict:
 
 def jit_step_factory():
     """make_train_step with its replica step jit-compiled (patched into the trainer module)."""
-    import tensorflow as tf
-
-    from simclr_tf.training import step
 
     def make_jit_train_step(*args, **kwargs):
         return tf.function(step.make_train_step(*args, **kwargs), jit_compile=True)
@@ -194,12 +192,7 @@ def jit_step_factory():
 
 
 def variant_worker(s: dict, variant: str) -> dict:
-    import keras
-    import tensorflow as tf
-
-    from simclr_tf.input_pipeline import pretrain_dataset
-    from simclr_tf.training import trainer as trainer_module
-
+    """Step time, views/s, cpu/wall, memory and (unless end_to_end_steps is 0) the end-to-end rate of one variant."""
     precision, xla = variant.removesuffix("_xla"), variant.endswith("_xla")
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
@@ -300,89 +293,6 @@ def machine() -> dict:
             "sched_affinity": len(os.sched_getaffinity(0)), "load_average_at_start": os.getloadavg()}
 
 
-def print_table(report: dict) -> None:
-    s, m, ref, rows = report["settings"], report["machine"], report["reference"], report["variants"]
-    flops = ref.get("forward_flops_per_view", {}).get("encoder_plus_projection")
-    print("\n" + "=" * 100)
-    print(f"machine: {m['cpu']}, {m['cores']} cores ({' '.join(m['isa'])}), TF {ref.get('tf_version')}, "
-          f"load avg at start {m['load_average_at_start'][0]:.2f}, at end {report['load_average_at_end'][0]:.2f}")
-    print(f"env: {report['env'] or '(defaults)'}; threads intra={FLAGS.intra_op_threads or 'default'} "
-          f"inter={FLAGS.inter_op_threads or 'default'}")
-    print(f"config {FLAGS.config}: ResNet-{s['resnet_depth']} x{s['width_multiplier']:g}"
-          f"{' CIFAR stem' if s['cifar_stem'] else ''}, {s['image_size']} px, global batch {s['batch_size']} "
-          f"({2 * s['batch_size']} views/step), {s['steps']} timed steps after {s['warmup_steps']} warm-up")
-    if flops:
-        print(f"forward FLOPs per view (encoder + projection head, 2 x MACs): {flops / 1e9:.3f} G; "
-              f"training step counted as 3x forward = {3 * flops / 1e9:.3f} G/view")
-    for dtype, key in (("float32", "float32"), ("bfloat16", "bfloat16")):
-        peaks = [r["matmul_peak"][key]["best_gflops"] for r in report["matmul_runs"] if key in r.get("matmul_peak", {})]
-        if peaks:
-            print(f"{dtype} matmul peak ({FLAGS.matmul_size}^2): {max(peaks):.1f} GFLOP/s "
-                  f"(best of runs before/after: {', '.join(f'{p:.1f}' for p in peaks)})")
-    header = (f"{'variant':20s} {'XLA':>17s} {'step s':>7s} {'views/s':>8s} {'x f32':>6s} {'GFLOP/s':>8s} "
-              f"{'%peak':>6s} {'e2e v/s':>8s} {'pipe/step':>9s} {'cpu/wall':>8s} {'maxRSS MB':>9s} {'TF peak MB':>10s}")
-    print(header + "\n" + "-" * len(header))
-    for row in rows:
-        if "views_per_s" not in row:
-            print(f"{row.get('variant', '?'):20s} FAILED: {row.get('error')} {row.get('xla_failures', '')}")
-            continue
-        def fmt(key: str, spec: str) -> str:
-            width = spec.split(".")[0]
-            return format(row[key], spec) if row.get(key) is not None else format("-", f">{width}")
-
-        print(f"{row['variant']:20s} {row['xla']:>17s} {row['step_time_s']:7.2f} {row['views_per_s']:8.1f} "
-              f"{fmt('speedup_vs_float32', '6.2f')} {fmt('gflops', '8.1f')} {fmt('percent_of_peak', '6.1f')} "
-              f"{fmt('end_to_end_views_per_s', '8.1f')} {fmt('pipeline_over_step', '9.2f')} "
-              f"{row['cpu_per_wall']:8.2f} {row['max_rss_mb']:9.0f} {fmt('tf_peak_mb', '10.0f')}")
-        for mode, message in row.get("xla_failures", {}).items():
-            print(f"{'':20s} XLA on the {mode} failed: {message[:120]}")
-    pipe = report.get("pipeline", {})
-    if "views_per_s" in pipe:
-        print(f"input pipeline alone ({pipe['source']}, {s['image_size']} px): {pipe['batches_per_s']:.2f} two-view "
-              f"batches/s = {pipe['two_view_images_per_s']:.0f} images/s = {pipe['views_per_s']:.0f} views/s")
-    print("memory: maxRSS = the variant process's resource.getrusage ru_maxrss (model, optimizer, data, TF runtime); "
-          "TF peak = tf.config.experimental.get_memory_info('CPU:0')['peak'], TF's CPU allocator only")
-    for line in report.get("targets", []):
-        print(line)
-    print("=" * 100)
-
-
-def add_derived(report: dict) -> None:
-    """Speedup vs float32, achieved GFLOP/s and % of the same-precision peak, pipeline/step ratio, targets."""
-    flops = report["reference"].get("forward_flops_per_view", {}).get("encoder_plus_projection")
-    peaks = {}
-    for run in report["matmul_runs"]:
-        for dtype, peak in run.get("matmul_peak", {}).items():
-            peaks[dtype] = max(peaks.get(dtype, 0.0), peak["best_gflops"])
-    baseline = next((r for r in report["variants"] if r.get("variant") == "float32" and "views_per_s" in r), None)
-    pipe = report.get("pipeline", {}).get("two_view_images_per_s")
-    for row in report["variants"]:
-        if "views_per_s" not in row:
-            continue
-        row["speedup_vs_float32"] = row["views_per_s"] / baseline["views_per_s"] if baseline else None
-        row["gflops"] = row["views_per_s"] * 3 * flops / 1e9 if flops else None
-        peak = peaks.get(PEAK_DTYPE[row["precision"]])
-        row["percent_of_peak"] = 100 * row["gflops"] / peak if peak and row["gflops"] else None
-        row["pipeline_over_step"] = pipe / (row["views_per_s"] / 2) if pipe else None
-    timed = [r for r in report["variants"] if "views_per_s" in r]
-    s = report["settings"]
-    if not timed:
-        return
-    best = max(timed, key=lambda r: r["views_per_s"])
-    is_issue_config = (s["resnet_depth"], s["image_size"], s["batch_size"], s["cifar_stem"]) == (18, 32, 128, True)
-    title = "targets (issue: R18 32 px batch 128)" if is_issue_config else "targets (issue figures, other config: info only)"
-    lines = [f"{title}, best variant {best['variant']}:"]
-    for name, value, bar, unit in (
-        ("speedup over float32 non-XLA", best.get("speedup_vs_float32"), 1.6, "x"),
-        ("% of bfloat16 matmul peak", 100 * best["gflops"] / peaks["bfloat16"] if best.get("gflops") and
-         peaks.get("bfloat16") else None, 70.0, "%"),
-        ("input pipeline / step rate", best.get("pipeline_over_step"), 2.0, "x"),
-    ):
-        verdict = "n/a" if value is None else ("MET" if value >= bar else "NOT MET")
-        lines.append(f"  {name:32s} {'-' if value is None else f'{value:.2f}'}{unit} (bar >= {bar}{unit}): {verdict}")
-    report["targets"] = lines
-
-
 def main(argv):
     s = settings()
     unknown = [v for v in FLAGS.variants if v not in VARIANTS]
@@ -424,12 +334,10 @@ def main(argv):
         progress("matmul peaks again (the machine may have been busier or quieter) ...")
         report["matmul_runs"].append(run_worker("reference:peaks", sys.argv, env))
     report["load_average_at_end"] = os.getloadavg()
-    add_derived(report)
-    print_table(report)
+    record = json_record(report)
+    print(format_table(record))
     if FLAGS.output_json:
-        from simclr_tf.io_utils import write_json_atomically
-
-        write_json_atomically(FLAGS.output_json, report)
+        write_json_atomically(FLAGS.output_json, record)
         progress(f"wrote {FLAGS.output_json}")
 
 
