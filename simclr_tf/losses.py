@@ -1,9 +1,9 @@
 """NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR, and its metrics.
 
-SimCLR §2.1 / SPEC §4. Negatives come from the GLOBAL batch: projections are
-all-gathered through the replica context (`simclr_tf.distributed`), and each
-replica scores only its local anchors, so memory is O(local_n x global_n) and
-no [2N, 2N] matrix is ever built.
+SimCLR, Chen et al. 2020, arXiv:2002.05709, §2.1. Negatives come from the
+GLOBAL batch: projections are all-gathered through the replica context
+(`simclr_tf.distributed`), and each replica scores only its local anchors, so
+memory is O(local_n x global_n) and no [2N, 2N] matrix is ever built.
 """
 
 from __future__ import annotations
@@ -128,8 +128,9 @@ def contrastive_metrics(output: NTXentOutput) -> dict[str, tf.Tensor]:
     """Contrastive accuracy and entropy of the view-1 anchors (local means).
 
     contrastive_accuracy: fraction of anchors whose positive is the arg-max
-    among their 2N-1 candidates (SPEC §4; the reference scored only the N
-    cross-view candidates). contrastive_entropy: mean entropy (nats) of
+    among their 2N-1 candidates (those of NT-Xent: SimCLR, Chen et al. 2020,
+    arXiv:2002.05709, §2.1; the reference scored only the N cross-view
+    candidates). contrastive_entropy: mean entropy (nats) of
     softmax(logits); log(2N-1) when all candidates are equally similar.
     """
     logits = tf.cast(output.logits, tf.float32)

@@ -7,16 +7,13 @@ import numpy as np
 import pytest
 
 from keras_checks import check_layer_roundtrip
-from simclr_tf.models import resnet_blocks
+from simclr_tf.models import conv_utils
+from simclr_tf.models.block_group import BlockGroup
+from simclr_tf.models.conv2d_fixed_padding import Conv2DFixedPadding
 from simclr_tf.models.resnet import OUTPUT_NAMES, ResNet
-from simclr_tf.models.resnet_blocks import (
-    BlockGroup,
-    BottleneckBlock,
-    Conv2DFixedPadding,
-    ResidualBlock,
-    SelectiveKernelConv2D,
-    SqueezeExcitation,
-)
+from simclr_tf.models.resnet_blocks import BottleneckBlock, ResidualBlock
+from simclr_tf.models.selective_kernel import SelectiveKernelConv2D
+from simclr_tf.models.squeeze_excitation import SqueezeExcitation
 
 
 def _images(batch=2, size=16, seed=0):
@@ -219,8 +216,8 @@ def test_resnet_d_shortcut_matches_average_pool_then_conv():
 
 
 def test_fractional_width_rounds_channel_counts():
-    assert resnet_blocks.channels(64, 0.3) == 19
-    assert resnet_blocks.channels(64, 0.001) == 1
+    assert conv_utils.channels(64, 0.3) == 19
+    assert conv_utils.channels(64, 0.001) == 1
     assert ResNet(depth=18, width_multiplier=0.3).num_features == 154
 
 

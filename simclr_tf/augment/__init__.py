@@ -1,4 +1,7 @@
-"""SimCLR data augmentation: composable stateless ops and the paper's pipeline (SPEC §1)."""
+"""SimCLR data augmentation: composable stateless ops and the paper's pipeline.
+
+The pipeline of SimCLR, Chen et al. 2020, arXiv:2002.05709, §3 and Appendix A.
+"""
 
 from simclr_tf.augment.color import ColorJitter, Grayscale
 from simclr_tf.augment.compose import AugmentOp, Clip, Compose, RandomApply

@@ -1,4 +1,7 @@
-"""Colour ops: colour jitter in random order, grayscale (SPEC §1, SimCLR Appendix A)."""
+"""Colour ops: colour jitter in random order, grayscale.
+
+As in SimCLR, Chen et al. 2020, arXiv:2002.05709, Appendix A.
+"""
 
 import dataclasses
 

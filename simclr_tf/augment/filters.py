@@ -1,4 +1,7 @@
-"""Filtering ops: Gaussian blur (SPEC §1), and the ablation's Gaussian noise and Sobel."""
+"""Filtering ops: Gaussian blur, and the ablation's Gaussian noise and Sobel.
+
+Gaussian blur as in SimCLR, Chen et al. 2020, arXiv:2002.05709, Appendix A.
+"""
 
 import dataclasses
 

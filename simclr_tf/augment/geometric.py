@@ -1,4 +1,7 @@
-"""Spatial ops: random resized crop, flip, rotation, cutout, eval centre crop (SPEC §1)."""
+"""Spatial ops: random resized crop, flip, rotation, cutout, eval centre crop.
+
+Crop and flip as in SimCLR, Chen et al. 2020, arXiv:2002.05709, §3 and Appendix A.
+"""
 
 import dataclasses
 
@@ -27,12 +30,13 @@ def sample_crop_box(
     aspect_ratio_range: tuple[float, float],
     max_attempts: int,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Samples (offset_y, offset_x, crop_height, crop_width) as SPEC §1.
+    """Samples (offset_y, offset_x, crop_height, crop_width) as in SimCLR Appendix A.
 
     Area fraction ~ U(area_range) and aspect ratio (w/h) ~ U(aspect_ratio_range), as
-    in the paper. TF's sample_distorted_bounding_box draws the crop *height*
-    uniformly instead, which skews areas, so the draw is done here: all attempts
-    are sampled at once and the first that fits is kept, else the whole image.
+    in the paper (SimCLR, Chen et al. 2020, arXiv:2002.05709). TF's
+    sample_distorted_bounding_box draws the crop *height* uniformly instead, which
+    skews areas, so the draw is done here: all attempts are sampled at once and
+    the first that fits is kept, else the whole image.
     """
     area_seed, ratio_seed, y_seed, x_seed = seeds.split(seed, 4)
     h = tf.cast(height, tf.float32)
@@ -145,7 +149,10 @@ def center_crop_resize(image: tf.Tensor, size: int, crop_proportion: float = EVA
 
 
 def preprocess_for_eval(image: tf.Tensor, size: int) -> tf.Tensor:
-    """SPEC §1 eval preprocessing: centre crop 87.5% + resize above 32 px, else resize only."""
+    """Eval preprocessing: centre crop 87.5% + resize above 32 px, else resize only.
+
+    As in the evaluation of SimCLR, Chen et al. 2020, arXiv:2002.05709.
+    """
     if size > 32:
         image = center_crop_resize(image, size)
     elif image.shape[0] != size or image.shape[1] != size:

@@ -1,4 +1,7 @@
-"""Heads on top of the representation h: the projection head g(.) (SPEC §3) and a linear classifier."""
+"""Heads on top of the representation h: the projection head g(.) and a linear classifier.
+
+Projection head: SimCLR, Chen et al. 2020, arXiv:2002.05709, §4.2.
+"""
 
 import keras
 from keras import ops
@@ -15,7 +18,9 @@ def _dense_initializer() -> keras.initializers.Initializer:
 
 @keras.saving.register_keras_serializable(package="simclr_tf")
 class ProjectionHead(keras.layers.Layer):
-    """Projection head g(.) mapping h to z, the space of the contrastive loss (SPEC §3).
+    """Projection head g(.) mapping h to z, the space of the contrastive loss.
+
+    g(.) as defined in SimCLR, Chen et al. 2020, arXiv:2002.05709, §2.1.
 
     Modes, as in the SimCLR TF2 reference:
       "none": z = h.
@@ -137,9 +142,10 @@ class ProjectionHead(keras.layers.Layer):
 class SupervisedHead(keras.layers.Layer):
     """Linear classifier on a representation: Dense(num_classes) with bias; float32 logits.
 
-    Used for linear evaluation (on stop_gradient(h) while pretraining, SPEC §6)
-    and fine-tuning. Its name must contain "supervised_head" (the default), so
-    its variables can be excluded from LARS weight decay by that pattern.
+    Used for linear evaluation (on stop_gradient(h) while pretraining, as in
+    SimCLR, Chen et al. 2020, arXiv:2002.05709) and fine-tuning. Its name must
+    contain "supervised_head" (the default), so its variables can be excluded
+    from LARS weight decay by that pattern.
     `zero_init=True` starts the kernel at zero (the reference's
     zero_init_logits_layer); otherwise RandomNormal(stddev=0.01).
 

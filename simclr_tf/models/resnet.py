@@ -1,16 +1,16 @@
-"""The SimCLR encoder f(.): ResNet v1.5 returning a dict of named feature maps (SPEC §2)."""
+"""The SimCLR encoder f(.): ResNet v1.5 returning a dict of named feature maps.
+
+The base encoder f(.) of SimCLR, Chen et al. 2020, arXiv:2002.05709, §2.1.
+"""
 
 import keras
 from keras import ops
 
-from simclr_tf.models.resnet_blocks import (
-    BlockGroup,
-    Conv2DFixedPadding,
-    BatchNormMixin,
-    channels,
-    check_ratio,
-    trace_build,
-)
+from simclr_tf.models.batch_norm_mixin import BatchNormMixin
+from simclr_tf.models.block_group import BlockGroup
+from simclr_tf.models.conv2d_fixed_padding import Conv2DFixedPadding
+from simclr_tf.models.conv_utils import channels
+from simclr_tf.models.layer_utils import check_ratio, trace_build
 
 # depth -> (block type, number of blocks in each of the four groups)
 DEPTHS = {
@@ -35,7 +35,10 @@ OUTPUT_NAMES = (
 
 @keras.saving.register_keras_serializable(package="simclr_tf")
 class ResNet(BatchNormMixin, keras.Model):
-    """ResNet v1.5 encoder of SimCLR, with the reference's options (SPEC §2).
+    """ResNet v1.5 encoder of SimCLR, with the reference's options.
+
+    The encoder f(.) of SimCLR, Chen et al. 2020, arXiv:2002.05709, §2.1;
+    selective kernels from SimCLRv2, Chen et al. 2020, arXiv:2006.10029.
 
     The topology is the SimCLR TF2 reference's (TF's official ResNet): post-
     activation blocks, stride on the 3x3 conv of bottlenecks, a projection

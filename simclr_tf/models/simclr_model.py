@@ -4,7 +4,15 @@ import keras
 from keras import ops
 
 from simclr_tf.models.heads import ProjectionHead, SupervisedHead
-from simclr_tf.models.resnet_blocks import trace_build
+from simclr_tf.models.layer_utils import trace_build
+from simclr_tf.models.resnet import OUTPUT_NAMES as ENCODER_OUTPUTS
+
+# The named outputs, in order: what export, evaluation and transfer read, the names of the
+# original SimCLR SavedModels. h = final_avg_pool is the representation (SimCLR §4.2).
+REPRESENTATION = "final_avg_pool"
+PROJECTION_OUTPUTS = ("proj_head_input", "proj_head_output")
+SUPERVISED_OUTPUT = "logits_sup"
+OUTPUT_NAMES = ENCODER_OUTPUTS + PROJECTION_OUTPUTS + (SUPERVISED_OUTPUT,)
 
 
 @keras.saving.register_keras_serializable(package="simclr_tf")
@@ -14,11 +22,13 @@ class SimCLRModel(keras.Model):
     `call(images, training=False)` returns every encoder output (initial_conv,
     ..., block_group4, final_avg_pool = h), proj_head_input (= h),
     proj_head_output (= z, float32) and, with a supervised head, logits_sup
-    (float32) - the tensors the reference's SavedModel exports (SPEC §7).
+    (float32) - the tensors the reference's SavedModel exports (the models
+    released with SimCLR, Chen et al. 2020, arXiv:2002.05709).
 
     The supervised head's input depends on `linear_eval_on_stop_gradient`:
-      True (pretraining with online linear evaluation, SPEC §6): it sees
-        stop_gradient(h), so no label information reaches the encoder.
+      True (pretraining with online linear evaluation, as in SimCLR, Chen et
+        al. 2020, arXiv:2002.05709): it sees stop_gradient(h), so no label
+        information reaches the encoder.
       False (fine-tuning): it sees the projection head's hidden chosen by
         `ft_proj_selector` (0 = h), and gradients flow into the encoder.
     (The reference applies the stop-gradient to the ft_proj_selector hidden;
