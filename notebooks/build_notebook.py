@@ -285,7 +285,7 @@ test images (eval preprocessing, no augmentation), train a linear classifier on 
 report its top-1 / top-5 accuracy on the test split. The online head's accuracy is printed first."""
 
 LINEAR_EVAL = """\
-from simclr_tf.training.evaluate import evaluate
+from simclr_tf.evaluation.checkpoint_eval import evaluate
 
 result = evaluate(config, strategy, printer=print)
 linear = result["linear_eval"]

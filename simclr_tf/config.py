@@ -7,10 +7,12 @@ google-research/simclr's flags where the meaning is the same.
 
 import dataclasses
 import json
-from typing import Any
+import typing
+from typing import Any, NoReturn
 
 from simclr_tf.augment import AugmentConfig
 from simclr_tf.data import SourceConfig
+from simclr_tf.errors import ConfigError, fail
 from simclr_tf.io_utils import write_json_atomically
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152, 200)
@@ -18,8 +20,8 @@ OPTIMIZERS = ("lars", "momentum", "adam")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
-def _fail(name: str, value: Any, requirement: str) -> None:
-    raise ValueError(f"{name} {requirement}, got {value!r}")
+def _fail(config: Any, name: str, value: Any, requirement: str) -> NoReturn:
+    fail(f"{type(config).__name__}.{name}", value, requirement)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,13 +42,22 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.resnet_depth not in RESNET_DEPTHS:
-            _fail("resnet_depth", self.resnet_depth, f"must be one of {RESNET_DEPTHS}")
+            _fail(self, "resnet_depth", self.resnet_depth, f"must be one of {RESNET_DEPTHS}")
         if self.width_multiplier <= 0:
-            _fail("width_multiplier", self.width_multiplier, "must be > 0")
+            _fail(self, "width_multiplier", self.width_multiplier, "must be > 0")
         if self.proj_head_mode not in ("none", "linear", "nonlinear"):
-            _fail("proj_head_mode", self.proj_head_mode, "must be none, linear or nonlinear")
+            _fail(self, "proj_head_mode", self.proj_head_mode, "must be none, linear or nonlinear")
         if not 0 < self.batch_norm_decay < 1:
-            _fail("batch_norm_decay", self.batch_norm_decay, "must be in (0, 1)")
+            _fail(self, "batch_norm_decay", self.batch_norm_decay, "must be in (0, 1)")
+        for name in ("proj_out_dim", "num_proj_layers"):
+            if getattr(self, name) < 1:
+                _fail(self, name, getattr(self, name), "must be >= 1")
+        if not 0 <= self.ft_proj_selector <= self.num_proj_layers:
+            _fail(self, "ft_proj_selector", self.ft_proj_selector,
+                  f"must be in [0, ModelConfig.num_proj_layers={self.num_proj_layers}]")
+        for name in ("sk_ratio", "se_ratio"):
+            if not 0 <= getattr(self, name) < 1:
+                _fail(self, name, getattr(self, name), "must be in [0, 1) (0: off)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,15 +71,15 @@ class OptimizerConfig:
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
-            _fail("optimizer", self.optimizer, f"must be one of {OPTIMIZERS}")
+            _fail(self, "optimizer", self.optimizer, f"must be one of {OPTIMIZERS}")
         if self.learning_rate_scaling not in ("linear", "sqrt"):
-            _fail("learning_rate_scaling", self.learning_rate_scaling, "must be linear or sqrt")
+            _fail(self, "learning_rate_scaling", self.learning_rate_scaling, "must be linear or sqrt")
         if self.learning_rate <= 0:
-            _fail("learning_rate", self.learning_rate, "must be > 0")
+            _fail(self, "learning_rate", self.learning_rate, "must be > 0")
         if self.warmup_epochs < 0:
-            _fail("warmup_epochs", self.warmup_epochs, "must be >= 0")
+            _fail(self, "warmup_epochs", self.warmup_epochs, "must be >= 0")
         if self.weight_decay < 0:
-            _fail("weight_decay", self.weight_decay, "must be >= 0")
+            _fail(self, "weight_decay", self.weight_decay, "must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,31 +115,32 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.train_mode not in ("pretrain", "finetune"):
-            _fail("train_mode", self.train_mode, "must be pretrain or finetune")
+            _fail(self, "train_mode", self.train_mode, "must be pretrain or finetune")
         if self.train_batch_size < 1:
-            _fail("train_batch_size", self.train_batch_size, "must be >= 1")
+            _fail(self, "train_batch_size", self.train_batch_size, "must be >= 1")
         if self.train_epochs < 1 and self.train_steps < 1:
-            _fail("train_epochs", self.train_epochs, "must be >= 1 when train_steps is 0")
+            _fail(self, "train_epochs", self.train_epochs, "must be >= 1 when TrainConfig.train_steps is 0")
         if self.temperature <= 0:
-            _fail("temperature", self.temperature, "must be > 0")
+            _fail(self, "temperature", self.temperature, "must be > 0")
         if not -1 <= self.fine_tune_after_block <= 4:
-            _fail("fine_tune_after_block", self.fine_tune_after_block, "must be in [-1, 4]")
+            _fail(self, "fine_tune_after_block", self.fine_tune_after_block, "must be in [-1, 4]")
         if self.precision not in PRECISIONS:
-            _fail("precision", self.precision, f"must be one of {PRECISIONS}")
+            _fail(self, "precision", self.precision, f"must be one of {PRECISIONS}")
         for name in ("checkpoint_steps", "steps_per_loop", "shuffle_buffer", "train_steps"):
             if getattr(self, name) < 0:
-                _fail(name, getattr(self, name), "must be >= 0")
+                _fail(self, name, getattr(self, name), "must be >= 0")
         if self.keep_checkpoint_max < 1:
-            _fail("keep_checkpoint_max", self.keep_checkpoint_max, "must be >= 1")
+            _fail(self, "keep_checkpoint_max", self.keep_checkpoint_max, "must be >= 1")
         if not 0 <= self.label_fraction <= 1:
-            _fail("label_fraction", self.label_fraction, "must be in (0, 1] (0: all labels)")
+            _fail(self, "label_fraction", self.label_fraction, "must be in (0, 1] (0: all labels)")
         if self.examples_per_class < 0:
-            _fail("examples_per_class", self.examples_per_class, "must be >= 0 (0: all labels)")
+            _fail(self, "examples_per_class", self.examples_per_class, "must be >= 0 (0: all labels)")
         if sum(map(bool, (self.label_fraction, self.examples_per_class, self.subset_ids))) > 1:
-            _fail("label_fraction", self.label_fraction, "cannot be combined with examples_per_class or subset_ids")
+            _fail(self, "label_fraction", self.label_fraction, "cannot be combined with TrainConfig.examples_per_class or TrainConfig.subset_ids")
         if self.uses_label_subset and self.train_mode != "finetune":
-            _fail("label_fraction", self.label_fraction or self.examples_per_class or self.subset_ids,
-                  "(or examples_per_class, subset_ids) selects labels to fine-tune on: needs train_mode=finetune")
+            _fail(self, "label_fraction", self.label_fraction or self.examples_per_class or self.subset_ids,
+                  "(or TrainConfig.examples_per_class, TrainConfig.subset_ids) selects labels to fine-tune on: "
+                  "needs TrainConfig.train_mode='finetune'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,15 +162,15 @@ class EvalConfig:
     def __post_init__(self):
         for name in ("knn_every_n_steps", "knn_bank_examples", "knn_query_examples"):
             if getattr(self, name) < 0:
-                _fail(name, getattr(self, name), "must be >= 0")
+                _fail(self, name, getattr(self, name), "must be >= 0")
         if self.knn_k < 1:
-            _fail("knn_k", self.knn_k, "must be >= 1")
+            _fail(self, "knn_k", self.knn_k, "must be >= 1")
         if self.knn_temperature <= 0:
-            _fail("knn_temperature", self.knn_temperature, "must be > 0")
+            _fail(self, "knn_temperature", self.knn_temperature, "must be > 0")
         if self.eval_batch_size < 1:
-            _fail("eval_batch_size", self.eval_batch_size, "must be >= 1")
+            _fail(self, "eval_batch_size", self.eval_batch_size, "must be >= 1")
         if self.eval_steps < 0:
-            _fail("eval_steps", self.eval_steps, "must be >= 0")
+            _fail(self, "eval_steps", self.eval_steps, "must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,9 +183,21 @@ class StrategyConfig:
 
     def __post_init__(self):
         if self.cpu_replicas < 0:
-            _fail("cpu_replicas", self.cpu_replicas, "must be >= 0")
+            _fail(self, "cpu_replicas", self.cpu_replicas, "must be >= 0")
         if self.use_tpu and self.cpu_replicas > 1:
-            _fail("cpu_replicas", self.cpu_replicas, "cannot be combined with use_tpu")
+            _fail(self, "cpu_replicas", self.cpu_replicas, "cannot be combined with StrategyConfig.use_tpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """The SavedModel / TF-Hub module written when training ends (model_dir/saved_model/<step>)."""
+
+    export_hub_module: bool = True
+    keep_hub_module_max: int = 1
+
+    def __post_init__(self):
+        if self.keep_hub_module_max < 1:
+            _fail(self, "keep_hub_module_max", self.keep_hub_module_max, "must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,12 +212,23 @@ class RunConfig:
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     strategy: StrategyConfig = StrategyConfig()
+    export: ExportConfig = ExportConfig()
 
     def __post_init__(self):
         if not self.model_dir:
-            _fail("model_dir", self.model_dir, "must be set")
+            _fail(self, "model_dir", self.model_dir, "must be set")
         if self.mode not in ("train", "eval", "train_then_eval"):
-            _fail("mode", self.mode, "must be train, eval or train_then_eval")
+            _fail(self, "mode", self.mode, "must be train, eval or train_then_eval")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, origin: str) -> "RunConfig":
+        """The config a `write` recorded (`origin` names the file, for errors).
+
+        Sections or fields missing from `values` (a model_dir of an older version) take
+        their defaults; a field this version does not know is a ConfigError, since
+        silently dropping it could change what the run means.
+        """
+        return _from_dict(cls, values, origin, section="")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -201,3 +236,25 @@ class RunConfig:
     def write(self, path: str) -> str:
         """Writes the config as JSON, atomically; returns the path."""
         return write_json_atomically(path, dataclasses.asdict(self))
+
+
+def _from_dict(cls: type, values: Any, origin: str, section: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{cls.__name__}", f"in {origin}{' section ' + section if section else ''} must be a "
+                                             f"JSON object, got {values!r}")
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        names = ", ".join(f"{section}.{name}" if section else name for name in unknown)
+        raise ConfigError(cls.__name__, f"in {origin} has fields this version does not know: {names} "
+                                        f"(written by a newer simclr_tf?)")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            value = _from_dict(kind, value, origin, f"{section}.{name}" if section else name)
+        elif typing.get_origin(kind) is tuple and isinstance(value, list):
+            value = tuple(value)  # JSON has no tuples.
+        kwargs[name] = value
+    return cls(**kwargs)

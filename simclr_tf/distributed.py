@@ -3,7 +3,7 @@
 Nothing here takes a strategy argument: every helper asks
 `tf.distribute.get_replica_context()` and degrades to single-device behaviour
 when there is one replica or no strategy at all, so losses and metrics stay
-plain functions of tensors (STYLE.md rule 3).
+plain functions of tensors.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def cross_replica_concat(tensor: tf.Tensor) -> tf.Tensor:
 
     The all-gather is applied to `tf.identity(tensor)`: under
     MultiWorkerMirroredStrategy inside a `tf.function`, gathering a function
-    argument directly fails with "destinations can not be empty" (SPEC §8).
+    argument directly fails with "destinations can not be empty" (seen with TF 2.21).
     """
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:

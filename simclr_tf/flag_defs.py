@@ -4,10 +4,12 @@ Only CLI modules import this; the library takes the config objects it returns.
 Flag names follow google-research/simclr's run.py where it has the same meaning.
 """
 
-from absl import flags
+import tensorflow as tf
+from absl import flags, logging
 
 from simclr_tf.augment import SIMCLR_OPS, AugmentConfig, parse_ops
 from simclr_tf.data import SourceConfig
+from simclr_tf.errors import UserError
 
 
 def define_source_flags(default_split: str = "train") -> None:
@@ -60,33 +62,16 @@ def augment_config_from_flags(values: flags.FlagValues) -> AugmentConfig:
         ops = overrides.get("ops") or AugmentConfig.for_image_size(values.image_size).ops
         ops = tuple(o for o in ops if o != "blur")
         overrides["ops"] = ops + ("blur",) if values.use_blur else ops
-    try:
-        return AugmentConfig.for_image_size(values.image_size, **overrides)
-    except ValueError as error:
-        raise FlagError(name_flags(str(error), {"ops": "augmentations", "crop_area_range": "crop_min_area"})) from error
+    return AugmentConfig.for_image_size(values.image_size, **overrides)
 
 
-class FlagError(ValueError):
-    """A flag value (or combination) the library rejected; the message names the flag."""
-
-
-def name_flags(message: str, renames: dict[str, str] | None = None) -> str:
-    """Rewrites a config error's leading field name ("resnet_depth must ...",
-    "image_size=8 is ...") as the flag a user typed ("--resnet_depth: ...")."""
-    if message.startswith("--"):
-        return message
-    renames = renames or {}
-    field = message.split(" ", 1)[0].rstrip(":").split("=", 1)[0]
-    flag = renames.get(field, field)
-    return f"--{flag}: {message}" if field in renames or hasattr(flags.FLAGS, flag) else message
+class FlagError(UserError, ValueError):
+    """A flag value (or combination) a command-line tool cannot use; the message names the flag."""
 
 
 def quiet_logging(values: flags.FlagValues) -> None:
     """TensorFlow's and absl's INFO lines (checkpoint sharding, ...) would bury a CLI's own output;
     an explicit --verbosity still wins."""
-    import tensorflow as tf
-    from absl import logging
-
     tf.get_logger().setLevel("WARNING")
     if not values["verbosity"].present:
         logging.set_verbosity(logging.WARNING)

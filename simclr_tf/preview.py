@@ -5,11 +5,12 @@
     python -m simclr_tf.preview --augmentations=crop,cutout --image_size=32 --output=cutout.png
 """
 
-import sys
-
 from absl import app, flags
 
-from simclr_tf import flag_defs
+from simclr_tf import cli_errors, flag_defs
+from simclr_tf.data import DataSourceError, build_source
+from simclr_tf.errors import UserError
+from simclr_tf.plots.grid import augmentation_grid, save_png_atomically
 
 flag_defs.define_source_flags()
 flag_defs.define_augment_flags()
@@ -30,18 +31,12 @@ def main(argv):
             raise app.UsageError(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
     try:
         augment_config = flag_defs.augment_config_from_flags(FLAGS)
-        source_config = flag_defs.source_config_from_flags(FLAGS, FLAGS.train_split)
-    except ValueError as error:
-        sys.exit(f"error: {error}")
-
-    from simclr_tf.data import DataSourceError, build_source
-    from simclr_tf.plots.grid import augmentation_grid, save_png_atomically
-
-    try:
-        source = build_source(source_config)
+        source = build_source(flag_defs.source_config_from_flags(FLAGS, FLAGS.train_split))
         grid = augmentation_grid(source, augment_config, FLAGS.num_images, FLAGS.num_views, FLAGS.seed, FLAGS.cell_size)
     except DataSourceError as error:
-        sys.exit(f"error: {error}")
+        cli_errors.exit_with(error, prefix=f"--dataset={FLAGS.dataset}: ")
+    except UserError as error:
+        cli_errors.exit_with(error)
     save_png_atomically(grid, FLAGS.output)
     num_rows = min(FLAGS.num_images, source.num_examples)
     print(f"wrote {FLAGS.output}: {num_rows} images of {source.name} x ({FLAGS.num_views} views + original), "

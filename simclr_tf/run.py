@@ -10,13 +10,34 @@ this module turns them into one RunConfig and hands it to the library.
 """
 
 import dataclasses
+import functools
 import json
 import os
-import sys
 
+import keras
+import tensorflow as tf
 from absl import app, flags
 
-from simclr_tf import flag_defs
+from simclr_tf import cli_errors, flag_defs
+from simclr_tf.config import (
+    EvalConfig,
+    ExportConfig,
+    ModelConfig,
+    OptimizerConfig,
+    RunConfig,
+    StrategyConfig,
+    TrainConfig,
+)
+from simclr_tf.data import DataSourceError
+from simclr_tf.errors import UserError
+from simclr_tf.evaluation.checkpoint_eval import evaluate
+from simclr_tf.evaluation.knn_monitor import KNNMonitor
+from simclr_tf.io_utils import write_json_atomically
+from simclr_tf.run_dir import CONFIG_FILE, FLAGS_FILE
+from simclr_tf.strategy import build_strategy, describe
+from simclr_tf.training.trainer import Trainer
+from simclr_tf.training.workers import is_chief
+from tf_hub_export import export_checkpoint
 
 flags.DEFINE_enum("mode", "train", ["train", "eval", "train_then_eval"], "Train, evaluate the newest checkpoint, or both.")
 flags.DEFINE_enum("train_mode", "pretrain", ["pretrain", "finetune"], "SimCLR pretraining, or supervised fine-tuning.")
@@ -108,16 +129,12 @@ flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into this many replicas (
 FLAGS = flags.FLAGS
 
 
-def config_from_flags(values: flags.FlagValues):
-    from simclr_tf.config import EvalConfig, ModelConfig, OptimizerConfig, RunConfig, StrategyConfig, TrainConfig
-
+def config_from_flags(values: flags.FlagValues) -> RunConfig:
     def pick(cls, **renamed):
         names = [f.name for f in dataclasses.fields(cls)]
         return cls(**{name: renamed.get(name, getattr(values, name, None)) for name in names
                       if name in renamed or name in values})
 
-    if not values.model_dir:
-        raise flag_defs.FlagError("--model_dir must be set")
     augment = flag_defs.augment_config_from_flags(values)
     cifar_stem = values.cifar_stem if values.cifar_stem is not None else values.image_size <= 32
     return RunConfig(
@@ -131,65 +148,49 @@ def config_from_flags(values: flags.FlagValues):
         train=pick(TrainConfig),
         eval=pick(EvalConfig),
         strategy=pick(StrategyConfig),
+        export=pick(ExportConfig),
     )
 
 
-def _flag_message(error: Exception) -> str:
-    message = " ".join(str(error).split())
-    return flag_defs.name_flags(message)
+def run(config: RunConfig) -> None:
+    """Trains and/or evaluates as `config.mode` says, writing everything to config.model_dir."""
+    printer = functools.partial(print, flush=True)  # Progress shows as it happens, also when piped.
+    strategy = build_strategy(config.strategy)
+    keras.mixed_precision.set_global_policy(config.train.precision)
+    print(f"strategy: {describe(strategy)}", flush=True)
+    if is_chief(strategy):
+        tf.io.gfile.makedirs(config.model_dir)
+        config.write(os.path.join(config.model_dir, CONFIG_FILE))
+        write_json_atomically(os.path.join(config.model_dir, FLAGS_FILE), our_flag_values(FLAGS))
+    # Same initial weights for a seed, whatever the number of replicas.
+    keras.utils.set_random_seed(config.train.seed)
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if config.mode in ("train", "train_then_eval"):
+        trainer = Trainer(config, strategy, printer=printer)
+        monitor = KNNMonitor(config, strategy, trainer.model) if config.eval.knn_every_n_steps else None
+        if trainer.train(monitor)["stopped_by"]:
+            return  # Preempted: the checkpoint is saved; evaluation waits for the resumed run.
+        if config.export.export_hub_module and is_chief(strategy):
+            path = export_checkpoint(config.model_dir, keep=config.export.keep_hub_module_max)
+            print(f"exported TF-Hub module {path}", flush=True)
+    if config.mode in ("eval", "train_then_eval"):
+        result = evaluate(config, strategy, printer=printer)
+        print("result: " + json.dumps(result, sort_keys=True), flush=True)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        config = config_from_flags(FLAGS)
-    except ValueError as error:
-        sys.exit(f"error: {_flag_message(error)}")
-
-    import keras
-    import tensorflow as tf
-
     flag_defs.quiet_logging(FLAGS)
-
-    from simclr_tf.data import DataSourceError
-    from simclr_tf.io_utils import write_json_atomically
-    from simclr_tf.strategy import build_strategy, describe
-    from simclr_tf.training.checkpoints import CheckpointError
-    from simclr_tf.training.evaluate import evaluate
-    from simclr_tf.training.trainer import NonFiniteLossError, Trainer
-    from simclr_tf.training.workers import is_chief
-
     try:
-        strategy = build_strategy(config.strategy)
-        keras.mixed_precision.set_global_policy(config.train.precision)
-        print(f"strategy: {describe(strategy)}", flush=True)
-        if is_chief(strategy):
-            tf.io.gfile.makedirs(config.model_dir)
-            config.write(os.path.join(config.model_dir, "config.json"))
-            write_json_atomically(os.path.join(config.model_dir, "flags.json"), our_flag_values(FLAGS))
-        # Same initial weights for a seed, whatever the number of replicas.
-        keras.utils.set_random_seed(config.train.seed)
-        if config.train.deterministic:
-            tf.config.experimental.enable_op_determinism()
-        if config.mode in ("train", "train_then_eval"):
-            trainer = Trainer(config, strategy, printer=lambda line: print(line, flush=True))
-            if trainer.train()["stopped_by"]:
-                return  # Preempted: the checkpoint is saved; evaluation waits for the resumed run.
-            if FLAGS.export_hub_module and is_chief(strategy):
-                from tf_hub_export import export_checkpoint
-
-                path = export_checkpoint(config.model_dir, keep=FLAGS.keep_hub_module_max)
-                print(f"exported TF-Hub module {path}", flush=True)
-        if config.mode in ("eval", "train_then_eval"):
-            result = evaluate(config, strategy, printer=lambda line: print(line, flush=True))
-            print("result: " + json.dumps(result, sort_keys=True), flush=True)
-    except NonFiniteLossError as error:
-        sys.exit(f"error: {error}")
+        if not FLAGS.model_dir:
+            raise flag_defs.FlagError("--model_dir must be set")
+        run(config_from_flags(FLAGS))
     except DataSourceError as error:
-        sys.exit(f"error: --dataset={FLAGS.dataset}: {_flag_message(error)}")
-    except (ValueError, CheckpointError) as error:
-        sys.exit(f"error: {_flag_message(error)}")
+        cli_errors.exit_with(error, prefix=f"--dataset={FLAGS.dataset}: ")
+    except UserError as error:
+        cli_errors.exit_with(error)
 
 
 def our_flag_values(values: flags.FlagValues) -> dict:

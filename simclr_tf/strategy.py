@@ -1,7 +1,7 @@
 """Which tf.distribute strategy a run uses: TPU, several hosts, several GPUs/CPUs, or one device.
 
 One strategy per process: strategies created one after another in a process
-reuse collective keys and break each other's all-reduces (SPEC §8), so the
+reuse collective keys and break each other's all-reduces (seen with TF 2.21), so the
 CLI builds exactly one, here, before any model or dataset exists.
 """
 
@@ -13,10 +13,11 @@ import os
 import tensorflow as tf
 
 from simclr_tf.config import StrategyConfig
+from simclr_tf.errors import UserError
 
 
-class StrategyError(ValueError):
-    """The requested devices or batch layout cannot be used; the message names the flag."""
+class StrategyError(UserError, ValueError):
+    """The requested devices or batch layout cannot be used; the message names the config field."""
 
 
 def _cluster_size_from_tf_config() -> int:
@@ -38,7 +39,8 @@ def split_cpu(num_devices: int) -> None:
     except RuntimeError as error:
         if len(tf.config.list_logical_devices("CPU")) != num_devices:
             raise StrategyError(
-                f"--cpu_replicas={num_devices}: TensorFlow was initialised before the CPU could be split ({error})"
+                f"StrategyConfig.cpu_replicas={num_devices}: TensorFlow was initialised before the CPU could be "
+                f"split ({error})"
             ) from error
 
 
@@ -53,7 +55,8 @@ def build_strategy(config: StrategyConfig) -> tf.distribute.Strategy:
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, RuntimeError, tf.errors.OpError) as error:
-            raise StrategyError(f"--use_tpu: no TPU found (tpu_name={config.tpu_name!r}): {error}") from error
+            raise StrategyError(f"StrategyConfig.use_tpu: no TPU found (StrategyConfig.tpu_name={config.tpu_name!r}): "
+                                f"{error}") from error
         return tf.distribute.TPUStrategy(resolver)
 
     if config.cpu_replicas > 1:
@@ -68,17 +71,18 @@ def build_strategy(config: StrategyConfig) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def per_replica_batch_size(global_batch_size: int, num_replicas: int, flag: str) -> int:
-    """The global batch divided evenly over the replicas, or an error naming the flag."""
+def per_replica_batch_size(global_batch_size: int, num_replicas: int, field: str) -> int:
+    """The global batch divided evenly over the replicas, or an error naming `field`, the
+    config field the batch size comes from (e.g. "TrainConfig.train_batch_size")."""
     if global_batch_size % num_replicas:
         raise StrategyError(
-            f"--{flag}={global_batch_size} is not divisible by the {num_replicas} replicas in sync; "
+            f"{field}={global_batch_size} is not divisible by the {num_replicas} replicas in sync; "
             f"use a multiple of {num_replicas}"
         )
     return global_batch_size // num_replicas
 
 
-def check_cpu_gradient_batch(per_replica_batch: int, strategy: tf.distribute.Strategy, flag: str) -> None:
+def check_cpu_gradient_batch(per_replica_batch: int, strategy: tf.distribute.Strategy, field: str) -> None:
     """Refuses an odd per-replica batch for gradients through the ResNet on a oneDNN CPU.
 
     TensorFlow 2.21's oneDNN Conv2DBackpropFilter aborts or corrupts the process at
@@ -91,7 +95,7 @@ def check_cpu_gradient_batch(per_replica_batch: int, strategy: tf.distribute.Str
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
     if per_replica_batch % 2 and on_cpu and onednn:
         raise StrategyError(
-            f"--{flag}: the per-replica batch of {per_replica_batch} is odd, which crashes TensorFlow 2.21's "
+            f"{field}: the per-replica batch of {per_replica_batch} is odd, which crashes TensorFlow 2.21's "
             f"oneDNN convolution gradients on CPU; use an even per-replica batch or set TF_ENABLE_ONEDNN_OPTS=0"
         )
 

@@ -50,7 +50,7 @@ BAD_FILES = {
 def test_bad_file_stops_before_training_naming_it(folder, name):
     make, reason = BAD_FILES[name]
     (folder / name).write_bytes(make())
-    with pytest.raises(DataSourceError, match=f"{folder / name}: {reason}.*--bad_files=skip"):
+    with pytest.raises(DataSourceError, match=f"{folder / name}: {reason}.*SourceConfig.bad_files to 'skip'"):
         build_source(SourceConfig(dataset=f"folder:{folder}"))
 
 

@@ -1,7 +1,7 @@
 """1-device vs 4-replica equality for NT-Xent, the encoder and cross-replica BN.
 
 Uses MirroredStrategy over the 4 logical CPUs made by tests/conftest.py.
-Every `strategy.run` is wrapped in a `tf.function` (SPEC §8).
+Every `strategy.run` is wrapped in a `tf.function`: eager collectives are very slow.
 """
 
 import keras

@@ -57,9 +57,11 @@ def test_checkpoint_and_exported_module_give_the_same_evaluation(pretrained, tmp
     # The features themselves agree, and a sweep re-uses the cache instead of the encoder.
     from simclr_tf.data import SourceConfig, build_source
     from simclr_tf.evaluation.features import encode, encoder_from_checkpoint, encoder_from_module
+    from simclr_tf.run_dir import RunDir
 
     source = build_source(SourceConfig(split="test"))
-    checkpoint_features, labels = encode(encoder_from_checkpoint(pretrained), source, max_examples=64, batch_size=64)
+    checkpoint_features, labels = encode(encoder_from_checkpoint(RunDir.open(pretrained)), source, max_examples=64,
+                                         batch_size=64)
     module_features, module_labels = encode(encoder_from_module(module, 16), source, max_examples=64, batch_size=64)
     np.testing.assert_array_equal(labels, module_labels)
     np.testing.assert_allclose(checkpoint_features, module_features, atol=1e-5)

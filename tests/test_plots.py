@@ -12,7 +12,7 @@ from PIL import Image
 
 from cli_helpers import REPO, TINY_FLAGS, check_ok, environment, error_line, run_cli
 from simclr_tf.plots import curves, embedding, grid
-from simclr_tf.training.checkpoints import CheckpointError
+from simclr_tf.run_dir import CheckpointError
 
 NUM_EXAMPLES = 100  # t-SNE of 100 points takes about a second.
 
@@ -109,9 +109,9 @@ def test_embedding_png_and_json(model_dir, plotted):
 
 
 def test_embedding_names_a_missing_checkpoint(model_dir, tmp_path):
-    # In process (the CLI turns every ValueError into one "error:" line, as the tests below show).
+    # In process (the CLI turns every user error into one "error:" line, as the tests below show).
     missing = os.path.join(model_dir, "ckpt-99")
-    with pytest.raises(CheckpointError, match=f"--checkpoint={missing}: no such checkpoint"):
+    with pytest.raises(CheckpointError, match=f"checkpoint {missing}: no such checkpoint"):
         embedding.write_embedding(model_dir, str(tmp_path / "e.png"), checkpoint=missing, num_examples=10)
     assert not (tmp_path / "e.png").exists()
 

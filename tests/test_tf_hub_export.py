@@ -19,7 +19,11 @@ from cli_helpers import TINY_FLAGS, check_ok, run_cli
 from export_helpers import (EXPECTED_SHAPES, IMAGES, KILLABLE_WRITER, TINY, USER_SCRIPT, kill, run_module, start,
                             tiny_model, tree, write_run)
 from simclr_tf.training.builders import build_model
-from tf_hub_export import atomic, export, model_from_checkpoint, step_of
+from simclr_tf.errors import ConfigError
+from simclr_tf.run_dir import RunDir, RunDirError
+from simclr_tf.training.checkpoints import model_from_run
+from tf_hub_export import atomic, export
+from tf_hub_export.module import ExportError
 from tf_hub_export.checks import VerificationError, verify
 from tf_hub_export.module import HubModule
 
@@ -93,7 +97,7 @@ def test_module_without_projection_head_has_neither_its_outputs_nor_its_weights(
 def test_projection_head_is_needed_when_the_classifier_reads_one_of_its_layers():
     config = dataclasses.replace(TINY, ft_proj_selector=1)
     model = build_model(config, image_size=16, num_classes=10, train_mode="finetune", num_replicas=1)
-    with pytest.raises(ValueError, match="--include_projection_head=false.*ft_proj_selector=1"):
+    with pytest.raises(ExportError, match="HubModule.include_projection_head=False.*ModelConfig.ft_proj_selector=1"):
         HubModule(model, include_projection_head=False)
     assert "proj_head_output" in HubModule(model)(IMAGES)
 
@@ -122,7 +126,7 @@ def test_keeps_the_newest_versions_and_the_one_just_written(tmp_path):
     assert contents(export_dir) == {"1": "old step", "3": "v3 again"}
     atomic.write_version(export_dir, 10, fake_write("v10"), keep=1)
     assert contents(export_dir) == {"10": "v10"}
-    with pytest.raises(ValueError, match="--keep_hub_module_max must be >= 1"):
+    with pytest.raises(ConfigError, match="ExportConfig.keep_hub_module_max=0 must be >= 1"):
         atomic.write_version(export_dir, 11, fake_write("v11"), keep=0)
 
 
@@ -183,7 +187,7 @@ def test_model_from_checkpoint_reads_the_head_from_the_checkpoint_and_builds_flo
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")  # As after mixed-precision training in run.py.
     try:
-        model, path, _ = model_from_checkpoint(str(tmp_path))
+        model, path = model_from_run(RunDir.open(str(tmp_path)))
         assert keras.config.dtype_policy().name == "mixed_bfloat16"  # Restored for the caller.
     finally:
         keras.config.set_dtype_policy(policy)
@@ -193,12 +197,9 @@ def test_model_from_checkpoint_reads_the_head_from_the_checkpoint_and_builds_flo
     np.testing.assert_array_equal(outputs["final_avg_pool"], no_head(IMAGES)["final_avg_pool"])
 
 
-def test_errors_name_the_flag(tmp_path):
-    with pytest.raises(FileNotFoundError, match=f"--model_dir={tmp_path}: no config.json"):
-        model_from_checkpoint(str(tmp_path))
-    with pytest.raises(ValueError, match="--checkpoint=/runs/x/model: not named ckpt-<step>"):
-        step_of("/runs/x/model")
-    assert step_of("/runs/x/ckpt-120") == 120
+def test_a_directory_without_config_is_named(tmp_path):
+    with pytest.raises(RunDirError, match=f"model_dir {tmp_path}: no config.json"):
+        model_from_run(RunDir.open(str(tmp_path)))
 
 
 def test_module_loads_without_simclr_tf_and_matches_the_model(model, modules):

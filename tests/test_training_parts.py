@@ -6,11 +6,12 @@ import pytest
 import tensorflow as tf
 
 from simclr_tf.config import ModelConfig, OptimizerConfig, RunConfig, TrainConfig
+from simclr_tf.errors import ConfigError
 from simclr_tf.data import Source
 from simclr_tf.data.source import shard_every_nth
 from simclr_tf.strategy import StrategyError, check_cpu_gradient_batch, per_replica_batch_size
 from simclr_tf.training.builders import build_model, l2_penalty
-from simclr_tf.training.predict import eval_steps_for, predict
+from simclr_tf.evaluation.predict import eval_steps_for, predict
 from simclr_tf.training.progress import Progress
 from simclr_tf.training.trainer import plan_steps
 
@@ -29,24 +30,24 @@ def test_plan_steps_follows_the_reference_formulas():
 
 
 def test_plan_steps_rejects_warmup_as_long_as_training():
-    with pytest.raises(ValueError, match="--warmup_epochs"):
+    with pytest.raises(ConfigError, match=r"OptimizerConfig.warmup_epochs=1 gives 10 warmup steps"):
         plan_steps(run_config(train_batch_size=100, train_steps=5), 1000)
 
 
 def test_per_replica_batch_size_names_the_flag():
-    assert per_replica_batch_size(512, 8, "train_batch_size") == 64
-    with pytest.raises(StrategyError, match="--train_batch_size=100 is not divisible by the 3"):
-        per_replica_batch_size(100, 3, "train_batch_size")
+    assert per_replica_batch_size(512, 8, "TrainConfig.train_batch_size") == 64
+    with pytest.raises(StrategyError, match="TrainConfig.train_batch_size=100 is not divisible by the 3"):
+        per_replica_batch_size(100, 3, "TrainConfig.train_batch_size")
 
 
 def test_odd_cpu_gradient_batch_is_refused_unless_onednn_is_off(monkeypatch):
     strategy = tf.distribute.get_strategy()  # This machine: CPU only.
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
-    with pytest.raises(StrategyError, match="--train_batch_size: the per-replica batch of 5 is odd"):
-        check_cpu_gradient_batch(5, strategy, "train_batch_size")
-    check_cpu_gradient_batch(6, strategy, "train_batch_size")
+    with pytest.raises(StrategyError, match="TrainConfig.train_batch_size: the per-replica batch of 5 is odd"):
+        check_cpu_gradient_batch(5, strategy, "TrainConfig.train_batch_size")
+    check_cpu_gradient_batch(6, strategy, "TrainConfig.train_batch_size")
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-    check_cpu_gradient_batch(5, strategy, "train_batch_size")
+    check_cpu_gradient_batch(5, strategy, "TrainConfig.train_batch_size")
 
 
 def test_progress_rate_and_eta_skip_the_first_loop():
@@ -114,12 +115,24 @@ def tiny_run_config(model_dir, **train):
     )
 
 
-def test_skip_nonfinite_steps_leaves_weights_and_step_untouched_and_counts_the_skip(tmp_path):
+def trainer_with_nan_batch(config, nan_batch: int, printer):
+    """A Trainer whose input pipeline yields NaN images in its `nan_batch`-th batch (1-based):
+    that step's loss and gradients are NaN, as with corrupt input data."""
     from simclr_tf.training.trainer import Trainer
 
+    class NaNBatchTrainer(Trainer):
+        def input_dataset(self, context, start_step):
+            batches = super().input_dataset(context, start_step).enumerate(start=start_step + 1)
+            return batches.map(lambda number, batch: (
+                tf.where(number == nan_batch, float("nan"), batch[0]), batch[1]))
+
+    return NaNBatchTrainer(config, tf.distribute.get_strategy(), printer=printer)
+
+
+def test_skip_nonfinite_steps_leaves_weights_and_step_untouched_and_counts_the_skip(tmp_path):
     config = tiny_run_config(tmp_path, train_steps=4, steps_per_loop=1, skip_nonfinite_steps=True)
     lines = []
-    trainer = Trainer(config, tf.distribute.get_strategy(), printer=lines.append, nan_loss_at_step=3)
+    trainer = trainer_with_nan_batch(config, 3, lines.append)
     snapshots = []  # (step, weights) before each loop call
     original_loop = trainer._make_loop
 
@@ -135,6 +148,7 @@ def test_skip_nonfinite_steps_leaves_weights_and_step_untouched_and_counts_the_s
     trainer._make_loop = recording_loop
     summary = trainer.train()
     assert summary["step"] == 4 and summary["skipped_steps"] == 1
+    assert lines[1] == trainer.weight_decay_summary and lines[1].startswith("LARS weight decay 1e-06 on ")
     # Step 3 was attempted twice: the NaN attempt changed nothing, the retry trained.
     logged = [line for line in lines if line.startswith("step ")]
     assert [line.split()[1] for line in logged] == ["1/4", "2/4", "2/4", "3/4", "4/4"]
@@ -147,9 +161,9 @@ def test_skip_nonfinite_steps_leaves_weights_and_step_untouched_and_counts_the_s
 
 
 def test_without_skipping_a_nonfinite_loss_raises_naming_the_step(tmp_path):
-    from simclr_tf.training.trainer import NonFiniteLossError, Trainer
+    from simclr_tf.training.trainer import NonFiniteLossError
 
     config = tiny_run_config(tmp_path, train_steps=4, steps_per_loop=2)
-    trainer = Trainer(config, tf.distribute.get_strategy(), printer=lambda line: None, nan_loss_at_step=3)
+    trainer = trainer_with_nan_batch(config, 3, lambda line: None)
     with pytest.raises(NonFiniteLossError, match="non-finite at step 3; .*no checkpoint was saved yet"):
         trainer.train()

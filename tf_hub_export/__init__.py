@@ -7,8 +7,7 @@ hub.KerasLayer (feature extraction and fine-tuning) and TF Serving load without 
 From Python (e.g. at the end of training): `export(model, export_dir, step)`.
 """
 
-from tf_hub_export.exporter import export, export_checkpoint, model_from_checkpoint, step_of
-from tf_hub_export.module import OUTPUT_NAMES, SERVING_INPUT, SERVING_SIGNATURE, HubModule
+from tf_hub_export.exporter import export, export_checkpoint
+from tf_hub_export.module import SERVING_INPUT, SERVING_SIGNATURE, HubModule
 
-__all__ = ["OUTPUT_NAMES", "SERVING_INPUT", "SERVING_SIGNATURE", "HubModule", "export", "export_checkpoint",
-           "model_from_checkpoint", "step_of"]
+__all__ = ["SERVING_INPUT", "SERVING_SIGNATURE", "HubModule", "export", "export_checkpoint"]

@@ -7,14 +7,20 @@ export_dir/<step>/ (atomically; the newest --keep_hub_module_max are kept) and p
 
 import sys
 
+import tensorflow as tf
 from absl import app, flags
+
+from simclr_tf import cli_errors
+from simclr_tf.errors import UserError
+from tf_hub_export.exporter import export_checkpoint
 
 flags.DEFINE_string("model_dir", None, "A simclr_tf.run model_dir (holds config.json and the checkpoints).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint (.../ckpt-<step>) to export; default: the newest in model_dir.")
 flags.DEFINE_string("export_dir", None, "Versioned modules go to <export_dir>/<step>/; default: model_dir/saved_model.")
 flags.DEFINE_bool("include_projection_head", True, "Export proj_head_input/proj_head_output and the head's weights.")
 flags.DEFINE_bool("freeze_batch_norm", False, "BN uses (and keeps) its moving statistics even with training=True.")
-flags.DEFINE_integer("keep_hub_module_max", 1, "Modules to keep in export_dir, newest steps first (as the reference).")
+flags.DEFINE_integer("keep_hub_module_max", None, "Modules to keep in export_dir, newest steps first (as the "
+                     "reference). Default: the run's export.keep_hub_module_max (config.json), 1 unless set.")
 FLAGS = flags.FLAGS
 
 
@@ -23,19 +29,15 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.model_dir:
         sys.exit("error: --model_dir must be set (a simclr_tf.run model_dir)")
-    import tensorflow as tf
-
     tf.get_logger().setLevel("WARNING")  # SavedModel's INFO lines would hide the result.
-    from tf_hub_export.exporter import export_checkpoint
-
     try:
         path = export_checkpoint(
             FLAGS.model_dir, checkpoint=FLAGS.checkpoint, export_dir=FLAGS.export_dir,
             include_projection_head=FLAGS.include_projection_head, freeze_batch_norm=FLAGS.freeze_batch_norm,
             keep=FLAGS.keep_hub_module_max,
         )
-    except (ValueError, FileNotFoundError) as error:  # CheckpointError is a ValueError.
-        sys.exit(f"error: {' '.join(str(error).split())}")
+    except UserError as error:
+        cli_errors.exit_with(error)
     print(f"exported {path}")
 
 

@@ -26,6 +26,8 @@ from typing import Callable
 
 import tensorflow as tf
 
+from simclr_tf.errors import ConfigError
+
 # Seconds to wait after the module is fully written and before the rename: tests set it
 # to SIGKILL an export at its worst moment (everything written, nothing renamed).
 PAUSE_BEFORE_RENAME_ENV = "TF_HUB_EXPORT_PAUSE_BEFORE_RENAME"
@@ -46,7 +48,7 @@ def write_version(export_dir: str, step: int, write: Callable[[str], None], *, k
     an older step than those present must not delete what it has just written).
     """
     if keep < 1:
-        raise ValueError(f"--keep_hub_module_max must be >= 1, got {keep}")
+        raise ConfigError("ExportConfig.keep_hub_module_max", "must be >= 1", value=keep)
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
     tf.io.gfile.makedirs(export_dir)

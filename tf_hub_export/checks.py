@@ -13,10 +13,12 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tf_hub_export.module import OUTPUT_NAMES, SERVING_SIGNATURE
+from simclr_tf.errors import UserError
+from simclr_tf.models import OUTPUT_NAMES, REPRESENTATION
+from tf_hub_export.module import SERVING_SIGNATURE
 
 
-class VerificationError(Exception):
+class VerificationError(UserError):
     """The module cannot be loaded or disagrees with itself or its model; the message says how."""
 
 
@@ -51,7 +53,7 @@ def verify(path: str, images: np.ndarray, *, reference=None, tolerance: float = 
     if worst > tolerance:
         names = [o.name for o in table if o.max_abs_diff > tolerance]
         raise VerificationError(f"{path}: outputs differ from the checkpoint's model by up to {worst:.3g} > "
-                                f"{tolerance:g} ({', '.join(names)}); wrong --checkpoint, or a broken export")
+                                f"{tolerance:g} ({', '.join(names)}); the wrong checkpoint, or a broken export")
     _call(module, images, path, training=True)  # Fine-tuners call it so; it must be traced.
     return table
 
@@ -70,8 +72,8 @@ def _call(module, images: np.ndarray, path: str, training: bool = False) -> dict
         outputs = module(tf.constant(images), training=training)
     except Exception as error:  # noqa: BLE001
         raise VerificationError(f"{path}: module(images, training={training}) failed: {_short(error)}") from error
-    if not isinstance(outputs, dict) or "final_avg_pool" not in outputs:
-        raise VerificationError(f"{path}: module(images) must return a dict with final_avg_pool, got {type(outputs)}")
+    if not isinstance(outputs, dict) or REPRESENTATION not in outputs:
+        raise VerificationError(f"{path}: module(images) must return a dict with {REPRESENTATION}, got {type(outputs)}")
     unknown = sorted(set(outputs) - set(OUTPUT_NAMES))
     if unknown:
         raise VerificationError(f"{path}: unknown outputs {unknown}")
@@ -93,14 +95,14 @@ def _check_hub_keras_layer(path, images, outputs, tolerance) -> None:
     import tensorflow_hub as hub  # Only here: the rest of the package does not need it.
 
     try:
-        layer = hub.KerasLayer(path, trainable=True, output_key="final_avg_pool")
+        layer = hub.KerasLayer(path, trainable=True, output_key=REPRESENTATION)
         features = layer(tf.constant(images), training=False).numpy()
     except Exception as error:  # noqa: BLE001
         raise VerificationError(f"{path}: hub.KerasLayer(trainable=True) failed: {_short(error)}") from error
     if not layer.trainable_weights:
         raise VerificationError(f"{path}: hub.KerasLayer(trainable=True) finds no trainable weights")
-    if not np.allclose(features, outputs["final_avg_pool"], rtol=0, atol=tolerance):
-        raise VerificationError(f"{path}: hub.KerasLayer's final_avg_pool differs from __call__'s")
+    if not np.allclose(features, outputs[REPRESENTATION], rtol=0, atol=tolerance):
+        raise VerificationError(f"{path}: hub.KerasLayer's {REPRESENTATION} differs from __call__'s")
 
 
 def _short(error: Exception) -> str:

@@ -1,6 +1,7 @@
 """The exported object: a SimCLR model behind the interface TF-Hub's `hub.KerasLayer` expects.
 
-SPEC §7/§8. A plain AutoTrackable (tf.Module cannot be used: its `variables` property has
+The interface of the original SimCLR SavedModels (google-research/simclr tf2), checked
+with TF 2.21 and tensorflow-hub 0.16. A plain AutoTrackable (tf.Module cannot be used: its `variables` property has
 no setter) that carries `variables`, `trainable_variables`, `regularization_losses` and
 `__call__(images, training=False)` traced for both values of `training`, plus a
 `serving_default` function for TF Serving.
@@ -19,17 +20,17 @@ from typing import Callable
 
 import tensorflow as tf
 
-from simclr_tf.models import SimCLRModel
+from simclr_tf.errors import UserError
+from simclr_tf.models import ENCODER_OUTPUTS, PROJECTION_OUTPUTS, REPRESENTATION, SUPERVISED_OUTPUT, SimCLRModel
 
-ENCODER_OUTPUTS = ("initial_conv", "initial_max_pool", "block_group1", "block_group2", "block_group3",
-                   "block_group4", "final_avg_pool")
-PROJECTION_OUTPUTS = ("proj_head_input", "proj_head_output")
-SUPERVISED_OUTPUT = "logits_sup"
-OUTPUT_NAMES = ENCODER_OUTPUTS + PROJECTION_OUTPUTS + (SUPERVISED_OUTPUT,)
 SERVING_SIGNATURE = "serving_default"
 # float32 RGB images in [0, 1], NHWC, any batch size, height and width (the encoder is
 # convolutional up to the average pool; the training image_size is what it has seen).
 SERVING_INPUT = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+
+
+class ExportError(UserError, ValueError):
+    """The model cannot be exported with the options asked for; the message names the option."""
 
 
 def output_names(model: SimCLRModel, include_projection_head: bool) -> tuple[str, ...]:
@@ -56,15 +57,16 @@ def _forward(model: SimCLRModel, include_projection_head: bool) -> Callable:
     head = model.supervised_head
     selector = model.projection_head.ft_proj_selector
     if head is not None and not model.linear_eval_on_stop_gradient and selector > 0:
-        raise ValueError(
-            f"--include_projection_head=false: this model's supervised head reads projection-head layer "
-            f"{selector} (ft_proj_selector={selector}), so logits_sup needs the projection head; export with it"
+        raise ExportError(
+            f"HubModule.include_projection_head=False: this model's supervised head reads projection-head layer "
+            f"{selector} (ModelConfig.ft_proj_selector={selector}), so logits_sup needs the projection head; "
+            f"export with it"
         )
 
     def forward(images, training):
         outputs = dict(model.encoder(images, training=training))
         if head is not None:
-            h = outputs["final_avg_pool"]
+            h = outputs[REPRESENTATION]
             h = tf.stop_gradient(h) if model.linear_eval_on_stop_gradient else h
             outputs[SUPERVISED_OUTPUT] = head(h, training=training)
         return outputs

@@ -10,7 +10,14 @@ an output differs by more than --tolerance.
 import os
 import sys
 
+import numpy as np
 from absl import app, flags
+
+from simclr_tf import cli_errors
+from simclr_tf.errors import UserError
+from simclr_tf.run_dir import RunDir
+from simclr_tf.training.checkpoints import model_from_run
+from tf_hub_export.checks import verify
 
 flags.DEFINE_string("model_dir", None, "The simclr_tf.run model_dir of the module: compare with its checkpoint.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint to compare with; default: model_dir/ckpt-<step> for .../<step>.")
@@ -20,41 +27,38 @@ flags.DEFINE_float("tolerance", 1e-5, "Largest allowed absolute difference (to t
 FLAGS = flags.FLAGS
 
 
+class UsageError(UserError):
+    """The arguments do not say what to compare with."""
+
+
 def _reference(path: str):
     """(model, checkpoint, image_size) of --model_dir, or Nones without it."""
     if not FLAGS.model_dir:
         if FLAGS.checkpoint:
-            raise ValueError("--checkpoint needs --model_dir (its config.json describes the model)")
+            raise UsageError("--checkpoint needs --model_dir (its config.json describes the model)")
         return None, None, None
-    import tensorflow as tf
-
-    from tf_hub_export.exporter import model_from_checkpoint
-
+    run = RunDir.open(FLAGS.model_dir)
     checkpoint = FLAGS.checkpoint
     if checkpoint is None:
         step = os.path.basename(os.path.normpath(path))
-        checkpoint = os.path.join(FLAGS.model_dir, f"ckpt-{step}")
-        if not step.isdigit() or not tf.io.gfile.exists(f"{checkpoint}.index"):
-            raise ValueError(f"--model_dir={FLAGS.model_dir}: no ckpt-{step} to compare {path} with; pass --checkpoint")
-    model, checkpoint, run_config = model_from_checkpoint(FLAGS.model_dir, checkpoint)
-    return model, checkpoint, run_config["augment"]["image_size"]
+        checkpoint = run.file(f"ckpt-{step}")
+        if not step.isdigit():
+            raise UsageError(f"{path} is not named by a step, so its checkpoint is unknown; pass --checkpoint")
+    model, checkpoint = model_from_run(run, checkpoint)
+    return model, checkpoint, run.config.augment.image_size
 
 
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError("expected one PATH: python -m tf_hub_export.verify PATH [--model_dir=DIR]")
     path = argv[1]
-    import numpy as np
-
-    from tf_hub_export.checks import VerificationError, verify
-
     try:
         model, checkpoint, run_image_size = _reference(path)
         size = FLAGS.image_size or run_image_size or 32
         images = np.random.default_rng(0).uniform(size=(FLAGS.batch_size, size, size, 3)).astype(np.float32)
         table = verify(path, images, reference=model, tolerance=FLAGS.tolerance)
-    except (VerificationError, ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {' '.join(str(error).split())}")
+    except UserError as error:  # VerificationError, RunDirError, CheckpointError too.
+        cli_errors.exit_with(error)
     print(f"{'output':<18} {'shape':<22} {'dtype':<8}" + (" max |diff|" if model is not None else ""))
     for row in table:
         diff = f" {row.max_abs_diff:.3g}" if row.max_abs_diff is not None else ""

@@ -1,4 +1,6 @@
-"""The SimCLR augmentation pipeline (SPEC §1) and the named ops of the paper's ablation.
+"""The SimCLR augmentation pipeline and the named ops of the paper's ablation.
+
+The pipeline of SimCLR, Chen et al. 2020, arXiv:2002.05709, §3 and Appendix A.
 
 `AugmentConfig` holds every probability, strength and range; `build_pipeline`
 turns it into a `Compose` of ops. `ops` chooses which ops run and in what order,
@@ -13,6 +15,7 @@ from simclr_tf.augment.color import ColorJitter, Grayscale
 from simclr_tf.augment.compose import AugmentOp, Clip, Compose, RandomApply, check_probability, check_range
 from simclr_tf.augment.filters import GaussianBlur, GaussianNoise, Sobel
 from simclr_tf.augment.geometric import Cutout, RandomFlip, RandomResizedCrop, RandomRotation90
+from simclr_tf.errors import ConfigError
 
 SIMCLR_OPS = ("crop", "flip", "color_jitter", "grayscale", "blur")
 
@@ -46,16 +49,26 @@ class AugmentConfig:
 
     def __post_init__(self):
         if self.image_size < 1:
-            raise ValueError(f"image_size must be >= 1, got {self.image_size!r}")
+            raise ConfigError("AugmentConfig.image_size", "must be >= 1", value=self.image_size)
         unknown = [name for name in self.ops if name not in OP_BUILDERS]
         if unknown:
-            raise ValueError(f"ops: unknown augmentation(s) {unknown}; choose from {sorted(OP_BUILDERS)}")
-        for field in dataclasses.fields(self):
-            if field.name.endswith("_probability"):
-                check_probability(field.name, getattr(self, field.name))
-        check_range("crop_area_range", self.crop_area_range, 1e-6, 1.0)
+            raise ConfigError("AugmentConfig.ops", f"holds unknown augmentation(s) {unknown}; choose from "
+                                                   f"{sorted(OP_BUILDERS)}")
+        checks = [(field.name, check_probability, ()) for field in dataclasses.fields(self)
+                  if field.name.endswith("_probability")]
+        checks.append(("crop_area_range", check_range, (1e-6, 1.0)))
+        for name, check, bounds in checks:
+            try:
+                check(name, getattr(self, name), *bounds)
+            except ValueError as error:
+                raise ConfigError(f"AugmentConfig.{name}", str(error).removeprefix(f"{name} ")) from error
         # Building validates each op's own arguments (e.g. blur vs image_size) now, not mid-run.
-        build_pipeline(self)
+        for name in self.ops:
+            try:
+                OP_BUILDERS[name](self)
+            except ValueError as error:  # The op names its own arguments; say which op of the config.
+                raise ConfigError("AugmentConfig.ops", f"has {name!r}, which this config cannot build: {error}") \
+                    from error
 
     @classmethod
     def for_image_size(cls, image_size: int, **overrides) -> "AugmentConfig":

@@ -1,10 +1,10 @@
 """Image sources: (index, image, label) datasets from tfds, a folder or Fashion-MNIST IDX files."""
 
+from simclr_tf.data.build import build_source
 from simclr_tf.data.source import (
     DataSourceError,
     Source,
     SourceConfig,
-    build_source,
 )
 from simclr_tf.data.subset import (
     read_labels,

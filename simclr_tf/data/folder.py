@@ -124,7 +124,7 @@ def _drop_bad_files(listing: FolderListing, root: str, policy: str) -> tuple[Fol
     if policy == "error":
         raise DataSourceError(
             f"{len(bad)} of {len(listing.paths)} files under {root} are not intact images, e.g. {bad[0]}; "
-            "fix or remove them, or pass --bad_files=skip to leave them out"
+            "fix or remove them, or set SourceConfig.bad_files to 'skip' to leave them out"
         )
     keep = [i for i, problem in enumerate(problems) if not problem]
     if not keep:

@@ -6,21 +6,20 @@ shuffling, repetition and batching happen downstream.
 """
 
 import dataclasses
-import os
 from typing import Callable
 
 import tensorflow as tf
+
+from simclr_tf.errors import ConfigError, UserError
 
 FASHION_MNIST_OFFLINE = "fashion_mnist_offline"
 FOLDER_PREFIX = "folder:"
 # What a folder source does with files that are not intact images: stop naming them, or
 # leave them out and report them (Source.skipped).
 BAD_FILE_POLICIES = ("error", "skip")
-# A dataset string starting like this is a path even without "folder:".
-_PATH_STARTS = ("/", "./", "../", "~")
 
 
-class DataSourceError(ValueError):
+class DataSourceError(UserError, ValueError):
     """A dataset, path or file cannot be used as a source; the message names it."""
 
 
@@ -48,11 +47,11 @@ class SourceConfig:
 
     def __post_init__(self):
         if not isinstance(self.dataset, str) or not self.dataset.strip():
-            raise ValueError(f"dataset must be a non-empty string, got {self.dataset!r}")
+            raise ConfigError("SourceConfig.dataset", f"must be a non-empty string, got {self.dataset!r}")
         if not isinstance(self.split, str) or not self.split.strip():
-            raise ValueError(f"split must be a non-empty string, got {self.split!r}")
+            raise ConfigError("SourceConfig.split", f"must be a non-empty string, got {self.split!r}")
         if self.bad_files not in BAD_FILE_POLICIES:
-            raise ValueError(f"bad_files must be one of {BAD_FILE_POLICIES}, got {self.bad_files!r}")
+            raise ConfigError("SourceConfig.bad_files", f"must be one of {BAD_FILE_POLICIES}, got {self.bad_files!r}")
 
 
 MakeDataset = Callable[[tf.distribute.InputContext | None], tf.data.Dataset]
@@ -93,28 +92,3 @@ def shard_every_nth(
     if num_pipelines == 1:
         return ds
     return ds.shard(num_pipelines, pipeline_id)
-
-
-def source_kind(dataset: str) -> str:
-    """Which builder reads `dataset`: a key of the dict in `build_source`."""
-    if dataset == FASHION_MNIST_OFFLINE:
-        return FASHION_MNIST_OFFLINE
-    if dataset.startswith(FOLDER_PREFIX) or dataset.startswith(_PATH_STARTS):
-        return "folder"
-    if os.path.isdir(dataset):
-        return "folder"
-    return "tfds"
-
-
-def build_source(config: SourceConfig) -> Source:
-    """The `Source` named by `config.dataset`."""
-    # Imported here: those modules import the types above, and importing
-    # tensorflow_datasets costs seconds the offline default does not need.
-    from simclr_tf.data import folder, idx, tfds_source
-
-    builders: dict[str, Callable[[SourceConfig], Source]] = {
-        FASHION_MNIST_OFFLINE: idx.build_fashion_mnist_source,
-        "folder": folder.build_folder_source,
-        "tfds": tfds_source.build_tfds_source,
-    }
-    return builders[source_kind(config.dataset)](config)

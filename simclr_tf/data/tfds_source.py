@@ -4,8 +4,11 @@ Nothing is downloaded unless `SourceConfig.download` is set: a missing dataset
 fails at once with the command that prepares it.
 """
 
+from __future__ import annotations
+
+import types
+
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from simclr_tf.data.source import (
     DataSourceError,
@@ -20,19 +23,28 @@ LABEL_KEY = "label"
 UNLABELED_SPLITS = frozenset({"unlabelled", "unlabeled"})
 
 
+def _tfds() -> types.ModuleType:
+    # Imported on first use: tensorflow_datasets takes seconds to import, which runs on the
+    # offline and image-folder sources would pay for nothing.
+    import tensorflow_datasets
+
+    return tensorflow_datasets
+
+
 def _split_names(split: str) -> set[str]:
     """Split names in a split expression: "train[:10%]+test" -> {"train", "test"}."""
     return {part.split("[")[0].strip() for part in split.split("+")}
 
 
-def _count_examples(builder: tfds.core.DatasetBuilder, split) -> int:
+def _count_examples(builder, split) -> int:
     # The dataset's cardinality (which tfds asserts from the split info) rather
     # than builder.info.splits: it resolves split expressions and even_splits
     # alike, and also works under tfds.testing.mock_data.
     return int(builder.as_dataset(split=split).cardinality())
 
 
-def _make_builder(config: SourceConfig) -> tfds.core.DatasetBuilder:
+def _make_builder(config: SourceConfig):
+    tfds = _tfds()
     name = config.dataset
     try:
         builder = tfds.builder(name, data_dir=config.data_dir)
@@ -46,7 +58,7 @@ def _make_builder(config: SourceConfig) -> tfds.core.DatasetBuilder:
             data_dir_flag = f" --data_dir={config.data_dir}" if config.data_dir else ""
             raise DataSourceError(
                 f"tfds dataset {name!r} is not prepared in {builder.data_dir}; prepare it "
-                f"with `tfds build {name}{data_dir_flag}` or set download=True "
+                f"with `tfds build {name}{data_dir_flag}` or set SourceConfig.download=True "
                 "to let tfds download it"
             )
         builder.download_and_prepare()
@@ -64,6 +76,7 @@ def build_tfds_source(config: SourceConfig) -> Source:
     files interleaved, so with several files per sub-split, or n changed, the
     same index may name another example.
     """
+    tfds = _tfds()
     builder = _make_builder(config)
     name, split = config.dataset, config.split
     features = builder.info.features

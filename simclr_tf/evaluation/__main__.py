@@ -10,12 +10,16 @@ model_dir/eval_<task>.json, or ./eval_<task>.json for a module).
 """
 
 import os
-import sys
 
 from absl import app, flags
 
-from simclr_tf import flag_defs
+from simclr_tf import cli_errors, flag_defs
+from simclr_tf.data import DataSourceError
+from simclr_tf.errors import UserError
+from simclr_tf.evaluation.features import load_encoder
+from simclr_tf.evaluation.protocols import run_task
 from simclr_tf.evaluation.task_flags import define_task_flags, task_from_flags
+from simclr_tf.io_utils import write_json_atomically
 
 flags.DEFINE_string("model_dir", None, "A simclr_tf.run model_dir: evaluate its newest checkpoint (or --checkpoint).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint of --model_dir to evaluate (ckpt-<step> prefix).")
@@ -30,10 +34,6 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     flag_defs.quiet_logging(FLAGS)
-    from simclr_tf.data import DataSourceError
-    from simclr_tf.evaluation.features import load_encoder
-    from simclr_tf.evaluation.protocols import run_task
-    from simclr_tf.io_utils import write_json_atomically
 
     try:
         encoder, run_dataset = load_encoder(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.module, FLAGS.image_size)
@@ -41,9 +41,9 @@ def main(argv):
         print(f"evaluating {encoder.describe} on {task.name}: {', '.join(task.protocols)}", flush=True)
         result = run_task(encoder, task, cache_dir=FLAGS.feature_cache_dir,
                           printer=lambda line: print(line, flush=True))
-    except (ValueError, FileNotFoundError) as error:  # FlagError, DataSourceError, CheckpointError too.
+    except UserError as error:  # FlagError, DataSourceError, RunDirError, CheckpointError too.
         prefix = f"--dataset={FLAGS.dataset}: " if isinstance(error, DataSourceError) and FLAGS.dataset else ""
-        sys.exit(f"error: {prefix}{' '.join(str(error).split())}")
+        cli_errors.exit_with(error, prefix=prefix)
     safe_name = task.name.replace("/", "_").replace(":", "_")
     path = FLAGS.results or os.path.join(FLAGS.model_dir or ".", f"eval_{safe_name}.json")
     write_json_atomically(path, result)

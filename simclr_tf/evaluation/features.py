@@ -23,9 +23,14 @@ import numpy as np
 import tensorflow as tf
 
 from simclr_tf.data import Source, SourceConfig, build_source
-from simclr_tf.training.predict import predict
+from simclr_tf.errors import EvaluationError, PathError
+from simclr_tf.evaluation.predict import predict
+from simclr_tf.models import REPRESENTATION, SimCLRModel
+from simclr_tf.run_dir import RunDir
+from simclr_tf.training.checkpoints import model_from_run
 
-DEFAULT_OUTPUT = "final_avg_pool"
+# h, the representation the paper evaluates (SimCLR §4.2: better than the head's output z).
+DEFAULT_OUTPUT = REPRESENTATION
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,13 +53,22 @@ def _digest(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
-def encoder_from_checkpoint(model_dir: str, checkpoint: str | None = None) -> FrozenEncoder:
-    """The run in `model_dir` (its config.json) with the weights of `checkpoint` (default: newest)."""
-    from tf_hub_export.exporter import model_from_checkpoint
+def encoder_features(strategy: tf.distribute.Strategy, model: SimCLRModel, source: Source, *, image_size: int,
+                     global_batch_size: int, max_steps: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """h (final_avg_pool) and labels of `source` (its first `max_steps` global batches when > 0),
+    by an in-memory model under `strategy` (evaluation of a run, the kNN monitor)."""
+    outputs, labels = predict(
+        strategy, lambda images: {DEFAULT_OUTPUT: model(images, training=False)[DEFAULT_OUTPUT]}, source,
+        image_size=image_size, global_batch_size=global_batch_size, max_steps=max_steps,
+    )
+    return outputs[DEFAULT_OUTPUT], labels
 
-    model, path, run_config = model_from_checkpoint(model_dir, checkpoint)
+
+def encoder_from_checkpoint(run: RunDir, checkpoint: str | None = None) -> FrozenEncoder:
+    """The run's model with the weights of `checkpoint` (default: the run's newest)."""
+    model, path = model_from_run(run, checkpoint)
     outputs = tf.function(lambda images: model(images, training=False))
-    image_size = int(run_config["augment"]["image_size"])
+    image_size = run.config.augment.image_size
     names = tuple(outputs(tf.zeros([2, image_size, image_size, 3])).keys())
     return FrozenEncoder(
         describe=f"checkpoint {path}", identity=f"{path}@{_digest(path + '.index')}",
@@ -66,9 +80,9 @@ def encoder_from_module(path: str, image_size: int) -> FrozenEncoder:
     """An exported SavedModel / TF-Hub module (tf_hub_export): `module(images, training=False)`."""
     saved_model_pb = os.path.join(path, "saved_model.pb")
     if not tf.io.gfile.exists(saved_model_pb):
-        raise FileNotFoundError(f"--module={path}: no saved_model.pb (not an exported module?)")
+        raise PathError("module", path, "no saved_model.pb (not an exported module?)")
     if image_size < 1:
-        raise ValueError(f"--image_size must be set (> 0) for --module={path}: a module does not record it")
+        raise EvaluationError(f"image_size must be set (> 0) for the module {path}: a module does not record it")
     module = tf.saved_model.load(path)
     outputs = tf.function(lambda images: module(images, training=False))
     names = tuple(module.signatures["serving_default"].structured_outputs.keys())
@@ -80,17 +94,14 @@ def encoder_from_module(path: str, image_size: int) -> FrozenEncoder:
 
 
 def load_encoder(model_dir: str | None, checkpoint: str | None, module: str | None, image_size: int):
-    """The encoder the flags name, and the dataset its run trained on (None for a module)."""
+    """The encoder named by a run (`model_dir`, `checkpoint`) or a `module`, and the dataset the
+    run trained on (None for a module)."""
     if bool(model_dir) == bool(module):
-        raise ValueError("give exactly one of --model_dir (a run's checkpoint) and --module (an exported module)")
+        raise EvaluationError("give exactly one of model_dir (a run's checkpoint) and module (an exported module)")
     if module:
         return encoder_from_module(module, image_size), None
-    config_path = os.path.join(model_dir, "config.json")
-    if not tf.io.gfile.exists(config_path):
-        raise ValueError(f"--model_dir={model_dir}: no config.json (not a simclr_tf.run model_dir?)")
-    with tf.io.gfile.GFile(config_path) as f:
-        run_dataset = json.load(f)["source"]["dataset"]
-    return encoder_from_checkpoint(model_dir, checkpoint), run_dataset
+    run = RunDir.open(model_dir)
+    return encoder_from_checkpoint(run, checkpoint), run.config.source.dataset
 
 
 def encode(
@@ -105,7 +116,7 @@ def encode(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features [N, D] (spatial outputs are average-pooled) and labels [N] of a labelled split."""
     if output not in encoder.output_names:
-        raise ValueError(f"--output={output}: {encoder.describe} has outputs {', '.join(encoder.output_names)}")
+        raise EvaluationError(f"EvalTask.output={output}: {encoder.describe} has outputs {', '.join(encoder.output_names)}")
     strategy = strategy or tf.distribute.get_strategy()
     steps = -(-max_examples // batch_size) if max_examples else 0
 

@@ -1,6 +1,6 @@
 """Offline linear evaluation: a softmax classifier on a frozen encoder's features.
 
-SimCLR §4.2 / SPEC §6: freeze the encoder, extract h for a labelled train and
+SimCLR (arXiv:2002.05709) §4.2 linear evaluation: freeze the encoder, extract h for a labelled train and
 eval split once, train one linear layer on the train features, and report
 top-1/top-5 on the eval features. Features live in memory as numpy arrays, so
 the whole optimisation runs inside one tf.function (no per-step Python).

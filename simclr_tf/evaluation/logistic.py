@@ -56,6 +56,8 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[
 
 
 def _fit(features, labels, l2, max_iterations, warm_start_from=None):
+    # Imported at the first fit: scikit-learn takes seconds to import, which runs using only the
+    # Adam classifier or kNN would pay for nothing.
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 

@@ -3,6 +3,7 @@ command line, the transfer CLI from each task's flagfile (flags/transfer/*.cfg) 
 
 from __future__ import annotations
 
+import numpy as np
 from absl import flags
 
 from simclr_tf.data import SourceConfig
@@ -11,6 +12,7 @@ from simclr_tf.evaluation.linear_eval import LinearEvalConfig
 from simclr_tf.evaluation.logistic import LogisticConfig
 from simclr_tf.evaluation.protocols import CLASSIFIERS, PROTOCOLS, EvalTask
 from simclr_tf.flag_defs import FlagError
+from simclr_tf.models import REPRESENTATION
 
 TRANSFER_MODES = ("linear", "finetune")
 
@@ -29,7 +31,7 @@ def define_task_flags(values: flags.FlagValues) -> None:
                       "adam: softmax classifier, Adam, on standardised features (fast). lbfgs: the paper's transfer "
                       "protocol, L2 logistic regression by L-BFGS with the L2 strength chosen on a held-out part "
                       "of the train split.", **define)
-    flags.DEFINE_string("output", "final_avg_pool", "Encoder output to evaluate (spatial ones are average-pooled).",
+    flags.DEFINE_string("output", REPRESENTATION, "Encoder output to evaluate (spatial ones are average-pooled).",
                         **define)
     flags.DEFINE_integer("image_size", 0, "Evaluation image size; 0 = the encoder's training size (required for "
                          "--module).", **define)
@@ -61,7 +63,6 @@ def task_from_flags(values: flags.FlagValues, default_dataset: str | None = None
         raise FlagError("--dataset must be set (or give --model_dir, whose run names one)")
     if values.l2_grid_size < 1:
         raise FlagError(f"--l2_grid_size must be >= 1, got {values.l2_grid_size}")
-    import numpy as np
 
     def source(name: str, split: str) -> SourceConfig:
         kwargs = dict(dataset=name, split=split)

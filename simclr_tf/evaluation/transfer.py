@@ -15,18 +15,27 @@ run; the exit status is 1 if any failed. The table is rewritten after every task
 
 from __future__ import annotations
 
-import dataclasses
 import glob
-import json
 import os
-import sys
 import time
 
+import keras
+import tensorflow as tf
 from absl import app, flags
 
-from simclr_tf import flag_defs
+from simclr_tf import cli_errors, flag_defs
+from simclr_tf.augment import AugmentConfig
+from simclr_tf.config import EvalConfig, OptimizerConfig, RunConfig, StrategyConfig, TrainConfig
+from simclr_tf.errors import UserError
+from simclr_tf.evaluation.checkpoint_eval import evaluate
+from simclr_tf.evaluation.features import load_encoder
+from simclr_tf.evaluation.protocols import run_task
 from simclr_tf.evaluation.task_flags import TRANSFER_MODES, parse_task, task_from_flags
 from simclr_tf.flag_defs import FlagError
+from simclr_tf.io_utils import write_json_atomically, write_text_atomically
+from simclr_tf.run_dir import CONFIG_FILE, RunDir
+from simclr_tf.strategy import build_strategy
+from simclr_tf.training.trainer import Trainer
 
 flags.DEFINE_string("model_dir", None, "A simclr_tf.run pretraining model_dir (its newest checkpoint, or --checkpoint).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint of --model_dir to use.")
@@ -52,24 +61,15 @@ def task_files(patterns: list[str]) -> list[str]:
 
 def finetune(model_dir: str, checkpoint: str | None, values, task, run_dir: str, strategy) -> dict:
     """Fine-tunes the pretrained network on the task (momentum SGD, crop+flip views) and evaluates it."""
-    import keras
-    import tensorflow as tf
-
-    from simclr_tf.augment import AugmentConfig
-    from simclr_tf.config import EvalConfig, ModelConfig, OptimizerConfig, RunConfig, TrainConfig
-    from simclr_tf.training.evaluate import evaluate
-    from simclr_tf.training.trainer import Trainer
-
     if task.eval_source.dataset != task.train_source.dataset:
         raise FlagError(f"{task.name}: --mode=finetune evaluates on --eval_split of the same dataset; "
                         f"--eval_dataset is for linear mode")
-    with tf.io.gfile.GFile(os.path.join(model_dir, "config.json")) as f:
-        pretrained = json.load(f)
-    image_size = task.image_size or pretrained["augment"]["image_size"]
+    pretrained = RunDir.open(model_dir).config
+    image_size = task.image_size or pretrained.augment.image_size
     config = RunConfig(
         model_dir=run_dir, mode="train_then_eval", checkpoint=checkpoint or model_dir,
         source=task.train_source, augment=AugmentConfig.for_image_size(image_size),
-        model=dataclasses.replace(ModelConfig(**pretrained["model"]), cifar_stem=pretrained["model"]["cifar_stem"]),
+        model=pretrained.model,
         optimizer=OptimizerConfig(optimizer="momentum", learning_rate=values.finetune_learning_rate,
                                   warmup_epochs=0, weight_decay=values.finetune_weight_decay),
         train=TrainConfig(train_mode="finetune", train_batch_size=values.finetune_batch_size,
@@ -78,7 +78,7 @@ def finetune(model_dir: str, checkpoint: str | None, values, task, run_dir: str,
         eval=EvalConfig(eval_split=task.eval_source.split, eval_batch_size=task.batch_size),
     )
     tf.io.gfile.makedirs(run_dir)
-    config.write(os.path.join(run_dir, "config.json"))
+    config.write(os.path.join(run_dir, CONFIG_FILE))
     keras.utils.set_random_seed(values.seed)
     Trainer(config, strategy, printer=lambda line: print(line, flush=True)).train()
     result = evaluate(config, strategy, printer=lambda line: print(line, flush=True))
@@ -113,12 +113,7 @@ def markdown_table(results: list[dict], encoder: str, mode: str) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    import tensorflow as tf
-
     flag_defs.quiet_logging(FLAGS)
-    from simclr_tf.evaluation.features import load_encoder
-    from simclr_tf.evaluation.protocols import run_task
-    from simclr_tf.io_utils import write_json_atomically, write_text_atomically
 
     try:
         if not FLAGS.tasks:
@@ -131,14 +126,9 @@ def main(argv):
         files = task_files(FLAGS.tasks)
         encoder, run_dataset = (None, None) if FLAGS.mode == "finetune" else load_encoder(
             FLAGS.model_dir, FLAGS.checkpoint, FLAGS.module, FLAGS.image_size)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {' '.join(str(error).split())}")
-    strategy = None
-    if FLAGS.mode == "finetune":
-        from simclr_tf.config import StrategyConfig
-        from simclr_tf.strategy import build_strategy
-
-        strategy = build_strategy(StrategyConfig())
+    except UserError as error:
+        cli_errors.exit_with(error)
+    strategy = build_strategy(StrategyConfig()) if FLAGS.mode == "finetune" else None
     described = encoder.describe if encoder else f"checkpoint {FLAGS.checkpoint or FLAGS.model_dir} (fine-tuned)"
     results = []
     started = time.monotonic()
@@ -154,8 +144,9 @@ def main(argv):
             else:
                 result = run_task(encoder, task, cache_dir=FLAGS.feature_cache_dir,
                                   printer=lambda line: print(line, flush=True))
-        except (ValueError, FileNotFoundError, tf.errors.OpError) as error:
-            message = " ".join(str(error).split())[:300]
+        except (UserError, tf.errors.OpError) as error:  # The task's data is not there, say: record it, go on.
+            message = cli_errors.flag_message(error) if isinstance(error, UserError) else " ".join(str(error).split())
+            message = message[:300]
             print(f"error: {path}: {message}", flush=True)
             result = {"task": os.path.basename(path), "flagfile": path, "error": message}
         results.append({"flagfile": path, **result})
@@ -166,7 +157,7 @@ def main(argv):
     print(f"results: {os.path.join(FLAGS.results_dir, 'transfer_results.md')} (and .json)")
     failed = [r["task"] for r in results if "error" in r]
     if failed:
-        sys.exit(f"error: {len(failed)} of {len(results)} tasks failed: {', '.join(failed)}")
+        raise SystemExit(f"error: {len(failed)} of {len(results)} tasks failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

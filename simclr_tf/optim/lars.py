@@ -1,7 +1,8 @@
 """LARS, the layer-wise adaptive-rate optimiser SimCLR trains with at large batch sizes.
 
 You, Gitman & Ginsburg 2017 ("Large Batch Training of Convolutional Networks"),
-as implemented in google-research/simclr tf2/lars_optimizer.py; SPEC §5.
+as implemented in google-research/simclr tf2/lars_optimizer.py, with SimCLR's settings
+(Chen et al. 2020, arXiv:2002.05709: momentum 0.9, trust coefficient 0.001).
 """
 
 from __future__ import annotations
@@ -62,20 +63,22 @@ class LARS(keras.optimizers.Optimizer):
     Weight decay is coupled (added to the gradient before the trust ratio), as in
     the reference; Keras's decoupled `weight_decay` of the base class is NOT
     applied on top of it (`_apply_weight_decay` is a no-op here). SimCLR's
-    weight decay values (SPEC §5: 1e-6 v1, 1e-4 CIFAR / v2) assume this coupling
+    weight decay values (1e-6 in SimCLR v1, 1e-4 for CIFAR-10 and in SimCLRv2) assume this coupling
     and the reference loss scale.
 
     Exclusions are regexes searched (`re.search`) in each Keras variable's
-    `.path`, e.g. "res_net/block_group1/.../batch_normalization/gamma" or
-    "projection_head/dense/bias"; they are resolved once, in `build`. Name your
-    layers so the defaults match: Keras names BatchNormalization layers
-    "batch_normalization[_k]" and Dense biases "bias" unless told otherwise.
+    `.path`, e.g. "simclr/resnet/block_group1/block1/bn_1_batch_normalization/gamma"
+    or "simclr/supervised_head/dense/bias"; they are resolved once, in `build`. Name
+    your layers so the patterns match: Keras names BatchNormalization layers
+    "batch_normalization[_k]" and Dense biases "bias" unless told otherwise
+    (`simclr_tf.training.builders.exclusion_counts` refuses a pattern that matches
+    nothing, e.g. after a layer was renamed).
 
-    Example:
+    Example (the exclusions simclr_tf uses for a model with a supervised head):
         optimizer = LARS(
             learning_rate=warmup_cosine_schedule(0.3, 4096, "linear", 3_120, 31_200),
             weight_decay=1e-6,
-            exclude_from_weight_decay=("batch_normalization", "bias", "head_supervised"),
+            exclude_from_weight_decay=("batch_normalization", "bias", "supervised_head"),
         )
         optimizer.apply(grads, model.trainable_variables)
 

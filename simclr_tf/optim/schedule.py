@@ -1,6 +1,6 @@
 """Learning-rate scaling with batch size, and SimCLR's linear-warmup + cosine schedule.
 
-SPEC §5; google-research/simclr tf2/model.py (`WarmUpAndCosineDecay`,
+SimCLR (arXiv:2002.05709); google-research/simclr tf2/model.py (`WarmUpAndCosineDecay`,
 `get_train_steps`). ImageNet defaults: 0.3 x batch/256 (linear) or
 0.075 x sqrt(batch) (sqrt); both give 4.8 at batch 4096.
 """

@@ -25,13 +25,14 @@ Problems (no model_dir, config.json, checkpoint or logged step) end with one "er
 line on stderr and exit code 1.
 """
 
-import dataclasses
-import os
-import sys
-
 from absl import app, flags
 
-from simclr_tf.plots import curves, embedding, grid
+from simclr_tf import cli_errors
+from simclr_tf.data import build_source
+from simclr_tf.errors import UserError
+from simclr_tf.plots import check_model_dir, curves, default_output, embedding, grid
+from simclr_tf.run_dir import RunDir
+from simclr_tf.training.trainer import train_augment_config
 
 __doc__ = (__doc__ or "").format(
     curves_width=curves.PNG_SIZE[0], curves_height=curves.PNG_SIZE[1],
@@ -57,18 +58,11 @@ FLAGS = flags.FLAGS
 def write_augmentations(model_dir: str, output: str, *, num_images: int, num_views: int, cell_size: int,
                         seed: int | None = None) -> str:
     """The augmentation grid of the run's training source and augmentation settings."""
-    from simclr_tf.plots import config_from_dict, read_run_config
-
-    run_config = read_run_config(model_dir)  # Before importing TensorFlow: a wrong model_dir fails at once.
-    from simclr_tf.augment import AugmentConfig
-    from simclr_tf.data import SourceConfig, build_source
-    from simclr_tf.training.trainer import FINETUNE_OPS
-
-    augment_config = config_from_dict(AugmentConfig, run_config["augment"])
-    if run_config["train"]["train_mode"] == "finetune":  # What the trainer uses when fine-tuning.
-        augment_config = dataclasses.replace(augment_config, ops=FINETUNE_OPS)
-    source = build_source(config_from_dict(SourceConfig, run_config["source"]))
-    seed = run_config["train"]["seed"] if seed is None else seed
+    check_model_dir(model_dir)
+    config = RunDir.open(model_dir).config
+    augment_config, _ = train_augment_config(config)  # What the trainer draws (crop and flip when fine-tuning).
+    source = build_source(config.source)
+    seed = config.train.seed if seed is None else seed
     image = grid.augmentation_grid(source, augment_config, num_images, num_views, seed, cell_size)
     grid.save_png_atomically(image, output)
     return output
@@ -81,10 +75,6 @@ def main(argv):
     for name in ("num_examples", "num_images", "num_views", "cell_size"):
         if getattr(FLAGS, name) < 1:
             raise app.UsageError(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-    from simclr_tf.plots import check_model_dir, default_output
-
     model_dir = FLAGS.model_dir
     try:
         check_model_dir(model_dir)
@@ -97,8 +87,8 @@ def main(argv):
         else:
             written = list(embedding.write_embedding(model_dir, output, checkpoint=FLAGS.checkpoint,
                                                      num_examples=FLAGS.num_examples))
-    except (ValueError, OSError) as error:  # PlotError, DataSourceError, CheckpointError, no config.json
-        sys.exit(f"error: {error}")
+    except UserError as error:  # PlotError, RunDirError, DataSourceError, CheckpointError
+        cli_errors.exit_with(error)
     for path in written:
         print(f"wrote {path}")
 

@@ -2,22 +2,19 @@
 
 Reads model_dir/train_log.jsonl (simclr_tf.training.progress: one JSON object per
 logged step, metrics and learning_rate) and model_dir/result_<step>.json
-(simclr_tf.training.evaluate). A panel without data says so instead of failing.
+(simclr_tf.evaluation.checkpoint_eval) through simclr_tf.run_dir. A panel without data
+says so instead of failing.
 """
 
 from __future__ import annotations
 
-import glob
-import json
 import math
 import os
-import re
 
 from matplotlib.figure import Figure
 
+from simclr_tf import run_dir
 from simclr_tf.plots import PlotError, check_model_dir, save_figure_atomically
-
-TRAIN_LOG = "train_log.jsonl"
 FIGURE_INCHES = (12.0, 9.0)
 DPI = 100
 PNG_SIZE = (1200, 900)  # (width, height) px = FIGURE_INCHES * DPI
@@ -35,43 +32,20 @@ RESULT_KEYS = (
 
 
 def read_train_log(model_dir: str) -> list[dict]:
-    """The records of train_log.jsonl, one per step, by step.
-
-    A resumed run logs again the steps after its last checkpoint: the later record of a
-    step wins. A line the run is still writing (not yet valid JSON) is left out.
-    """
+    """The run's train_log.jsonl records by step; a PlotError when there are none."""
     check_model_dir(model_dir)
-    path = os.path.join(model_dir, TRAIN_LOG)
+    path = os.path.join(model_dir, run_dir.TRAIN_LOG_FILE)
     if not os.path.isfile(path):
-        raise PlotError(f"--model_dir={model_dir}: no {TRAIN_LOG} (has the run trained a step yet?)")
-    by_step: dict[int, dict] = {}
-    with open(path) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("step"), (int, float)):
-                by_step[int(record["step"])] = record
-    if not by_step:
+        raise PlotError(f"--model_dir={model_dir}: no {run_dir.TRAIN_LOG_FILE} (has the run trained a step yet?)")
+    records = run_dir.read_train_log(model_dir)
+    if not records:
         raise PlotError(f"{path}: empty, no training step logged yet")
-    return [by_step[step] for step in sorted(by_step)]
+    return records
 
 
 def read_results(model_dir: str) -> list[dict]:
     """The result_<step>.json evaluations, by step (result.json repeats the newest one)."""
-    results = []
-    for path in glob.glob(os.path.join(model_dir, "result_*.json")):
-        match = re.search(r"result_(\d+)\.json$", path)
-        if not match:
-            continue
-        try:
-            with open(path) as f:
-                result = json.load(f)
-        except (OSError, json.JSONDecodeError):
-            continue
-        results.append({**result, "global_step": int(match.group(1))})
-    return sorted(results, key=lambda result: result["global_step"])
+    return run_dir.read_results(model_dir)
 
 
 def _number(value) -> float | None:

@@ -10,10 +10,17 @@ import dataclasses
 import math
 import os
 
+import matplotlib
 import numpy as np
+import tensorflow as tf
 from matplotlib.figure import Figure
 
-from simclr_tf.plots import PlotError, config_from_dict, read_run_config, save_figure_atomically
+from simclr_tf.data import build_source
+from simclr_tf.evaluation.features import DEFAULT_OUTPUT, encoder_features
+from simclr_tf.io_utils import write_json_atomically
+from simclr_tf.plots import PlotError, check_model_dir, save_figure_atomically
+from simclr_tf.run_dir import RunDir
+from simclr_tf.training.checkpoints import model_from_run
 
 FIGURE_INCHES = (10.0, 8.0)
 DPI = 100
@@ -34,32 +41,25 @@ class Features:
     split: str
 
 
-def encoder_features(model_dir: str, checkpoint: str | None, num_examples: int) -> Features:
-    """h of the first `num_examples` examples of config.json's eval split, by the checkpoint
+def run_features(model_dir: str, checkpoint: str | None, num_examples: int) -> Features:
+    """h of the first `num_examples` examples of the run's eval split, by the checkpoint
     (default: model_dir's newest) rebuilt on one device."""
-    run_config = read_run_config(model_dir)  # Before importing TensorFlow: a wrong model_dir fails at once.
-    import tensorflow as tf
-
-    from simclr_tf.data import SourceConfig, build_source
-    from simclr_tf.training.evaluate import FEATURES
-    from simclr_tf.training.predict import predict
-    from tf_hub_export.exporter import model_from_checkpoint
-
-    if checkpoint is None and tf.train.latest_checkpoint(model_dir) is None:
+    check_model_dir(model_dir)
+    run = RunDir.open(model_dir)
+    if checkpoint is None and run.latest_checkpoint() is None:
         raise PlotError(f"--model_dir={model_dir}: no checkpoint yet (or give --checkpoint)")
-    model, path, _ = model_from_checkpoint(model_dir, checkpoint)
-    split = run_config["eval"]["eval_split"]
-    source = build_source(dataclasses.replace(config_from_dict(SourceConfig, run_config["source"]), split=split))
+    model, path = model_from_run(run, checkpoint)
+    split = run.config.eval.eval_split
+    source = build_source(dataclasses.replace(run.config.source, split=split))
     if not source.num_classes:
         raise PlotError(f"{source.name}:{split} (eval_split in {model_dir}/config.json) has no labels to colour by")
-    batch_size = min(run_config["eval"]["eval_batch_size"], num_examples)
-    outputs, labels = predict(
-        tf.distribute.get_strategy(), lambda images: {FEATURES: model(images, training=False)[FEATURES]}, source,
-        image_size=run_config["augment"]["image_size"], global_batch_size=batch_size,
-        max_steps=math.ceil(num_examples / batch_size),
+    batch_size = min(run.config.eval.eval_batch_size, num_examples)
+    features, labels = encoder_features(
+        tf.distribute.get_strategy(), model, source, image_size=run.config.augment.image_size,
+        global_batch_size=batch_size, max_steps=math.ceil(num_examples / batch_size),
     )
     names = source.class_names or tuple(str(k) for k in range(source.num_classes))
-    return Features(outputs[FEATURES][:num_examples], labels[:num_examples], tuple(names), path, source.name, split)
+    return Features(features[:num_examples], labels[:num_examples], tuple(names), path, source.name, split)
 
 
 def tsne_2d(features: np.ndarray, random_state: int = TSNE_RANDOM_STATE) -> tuple[np.ndarray, float]:
@@ -69,8 +69,10 @@ def tsne_2d(features: np.ndarray, random_state: int = TSNE_RANDOM_STATE) -> tupl
     1000 iterations, and on cores shared with other processes those regions made 100
     points take 20-35 s instead of 0.3 s (2000 points: about 10 s on one thread).
     """
+    # Imported when a map is drawn: scikit-learn takes seconds to import, which the curves
+    # and augmentation plots would pay for nothing. threadpoolctl comes with it.
     from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits  # installed with scikit-learn, which uses it
+    from threadpoolctl import threadpool_limits
 
     if len(features) < MIN_EXAMPLES:
         raise PlotError(f"t-SNE needs at least {MIN_EXAMPLES} examples, got {len(features)}")
@@ -103,8 +105,6 @@ def embedding_figure(coordinates: np.ndarray, labels: np.ndarray, class_names: t
 
 
 def _colormap(num_classes: int):
-    import matplotlib
-
     return matplotlib.colormaps["tab10" if num_classes <= 10 else "tab20"]
 
 
@@ -113,9 +113,7 @@ def write_embedding(model_dir: str, output: str, *, checkpoint: str | None = Non
     """Writes `output` (PNG_SIZE px) and `output` with .json: {coordinates [N, 2], labels [N], ...}."""
     if num_examples < MIN_EXAMPLES:
         raise PlotError(f"--num_examples must be >= {MIN_EXAMPLES}, got {num_examples}")
-    found = encoder_features(model_dir, checkpoint, num_examples)
-    from simclr_tf.io_utils import write_json_atomically  # imports TensorFlow, as encoder_features did
-    from simclr_tf.training.evaluate import FEATURES
+    found = run_features(model_dir, checkpoint, num_examples)
 
     coordinates, perplexity = tsne_2d(found.features)
     title = (f"t-SNE of h (final_avg_pool), {os.path.basename(found.checkpoint)}: "
@@ -126,7 +124,7 @@ def write_embedding(model_dir: str, output: str, *, checkpoint: str | None = Non
         "checkpoint": found.checkpoint,
         "dataset": found.dataset,
         "split": found.split,
-        "features": FEATURES,
+        "features": DEFAULT_OUTPUT,
         "num_examples": int(len(found.labels)),
         "class_names": list(found.class_names),
         "tsne": {"perplexity": perplexity, "random_state": TSNE_RANDOM_STATE},

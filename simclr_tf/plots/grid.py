@@ -6,6 +6,8 @@ import tempfile
 import numpy as np
 from PIL import Image, ImageDraw
 
+from simclr_tf.preview_views import preview_rows
+
 HEADER_HEIGHT = 18
 GAP = 4
 
@@ -40,8 +42,6 @@ def grid_size(num_images: int, num_views: int, cell_size: int) -> tuple[int, int
 def augmentation_grid(source, config, num_images: int, num_views: int, seed: int, cell_size: int) -> Image.Image:
     """The first `num_images` examples of `source` (a simclr_tf.data.Source), each next to the
     `num_views` views an `AugmentConfig` draws for it in epoch 0 with `seed`."""
-    from simclr_tf.preview_views import preview_rows  # TensorFlow: imported only when views are drawn.
-
     rows = preview_rows(source, config, num_images, num_views, seed)
     return image_grid(rows, ["original"] + [f"view {v + 1}" for v in range(num_views)], cell_size)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 import keras
 
 from simclr_tf.config import ModelConfig, OptimizerConfig
@@ -9,11 +12,9 @@ from simclr_tf.models import ProjectionHead, ResNet, SimCLRModel, SupervisedHead
 from simclr_tf.models.fused_batch_norm import FusedBatchNormalization
 from simclr_tf.optim import LARS, warmup_cosine_schedule
 
-# As the reference: BN, biases and the supervised head are excluded from LARS's decay
-# and from its trust ratio (the reference's adaptation list defaults to the decay list).
-# The head gets its decay as an L2 term in the loss (`l2_penalty`) and plain momentum
-# updates, so the online linear classifier learns at the full learning rate.
-LARS_EXCLUDE_FROM_WEIGHT_DECAY = ("batch_normalization", "bias", "supervised_head")
+BATCH_NORM = "batch_normalization"
+BIAS = "bias"
+SUPERVISED_HEAD = "supervised_head"
 
 
 def build_model(
@@ -87,16 +88,65 @@ def freeze_for_finetuning(model: SimCLRModel, fine_tune_after_block: int, ft_pro
         bn.trainable = False
 
 
+def lars_exclusions(model: SimCLRModel) -> tuple[str, ...]:
+    """The variable-path patterns LARS leaves out of weight decay and of the trust ratio.
+
+    As the reference (the adaptation list defaults to the decay list): BN and biases,
+    and the supervised head, which gets its decay as an L2 term in the loss
+    (`l2_penalty`) and plain momentum updates, so the online linear classifier learns
+    at the full learning rate. Only the patterns this model's layers must match are
+    listed, so `exclusion_counts` can refuse one that matches nothing.
+    """
+    head = model.supervised_head is not None
+    has_bias = head or model.encoder.se_ratio > 0  # Squeeze-excitation convolutions have biases.
+    return (BATCH_NORM,) + ((BIAS,) if has_bias else ()) + ((SUPERVISED_HEAD,) if head else ())
+
+
+def exclusion_counts(patterns: Sequence[str], variables: Sequence[keras.Variable]) -> dict[str, int]:
+    """{pattern: how many of `variables` it matches (re.search on the path)}.
+
+    A pattern that matches nothing means a layer was renamed, and its variables would
+    silently be decayed: that is a ValueError naming the pattern.
+    """
+    counts = {pattern: sum(bool(re.search(pattern, v.path)) for v in variables) for pattern in patterns}
+    unmatched = [pattern for pattern, count in counts.items() if not count]
+    if unmatched:
+        raise ValueError(f"weight-decay exclusion pattern(s) {unmatched} match none of the model's {len(variables)} "
+                         f"variables (e.g. {variables[0].path if variables else 'none'}): was a layer "
+                         f"renamed? Its variables would be decayed")
+    return counts
+
+
+def describe_weight_decay(optimizer_name: str, exclusions: Sequence[str], model: SimCLRModel,
+                          weight_decay: float) -> str:
+    """One line for the run's log: how many trainable variables get weight decay, and which
+    groups do not. With LARS, first checks `exclusions` against all of the model's variables
+    (frozen ones too: fine-tuning may freeze every BN layer)."""
+    variables = model.trainable_variables
+    if optimizer_name != "lars":
+        decayed = [v for v in variables if BATCH_NORM not in v.path]
+        return (f"weight decay {weight_decay:g} as an L2 term in the loss on {len(decayed)} of {len(variables)} "
+                f"trainable variables (all but {BATCH_NORM}: {len(variables) - len(decayed)})")
+    exclusion_counts(exclusions, model.variables)
+    counts = {pattern: sum(bool(re.search(pattern, v.path)) for v in variables) for pattern in exclusions}
+    excluded = sum(any(re.search(p, v.path) for p in exclusions) for v in variables)
+    groups = ", ".join(f"{pattern} {count}" for pattern, count in counts.items())
+    return (f"LARS weight decay {weight_decay:g} on {len(variables) - excluded} of {len(variables)} trainable "
+            f"variables; excluded from decay and trust ratio: {groups}")
+
+
 def build_optimizer(
     config: OptimizerConfig,
     *,
     global_batch_size: int,
     warmup_steps: int,
     total_steps: int,
+    exclusions: Sequence[str] = (BATCH_NORM, BIAS),
 ) -> keras.optimizers.Optimizer:
-    """The optimizer with SimCLR's warmup + cosine schedule (SPEC §5).
+    """The optimizer with SimCLR's warmup + cosine schedule (SimCLR, arXiv:2002.05709, "Default setting").
 
-    LARS applies weight decay itself (coupled, before the trust ratio); momentum and
+    LARS applies weight decay itself (coupled, before the trust ratio), leaving out the
+    variables whose path matches `exclusions` (`lars_exclusions(model)`); momentum and
     Adam get it as an L2 term in the loss (`l2_penalty`), as in the reference.
     """
     schedule = warmup_cosine_schedule(
@@ -107,8 +157,8 @@ def build_optimizer(
             schedule,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
-            exclude_from_weight_decay=LARS_EXCLUDE_FROM_WEIGHT_DECAY,
-            exclude_from_layer_adaptation=LARS_EXCLUDE_FROM_WEIGHT_DECAY,
+            exclude_from_weight_decay=tuple(exclusions),
+            exclude_from_layer_adaptation=tuple(exclusions),
         )
     if config.optimizer == "momentum":
         return keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=False)
@@ -123,10 +173,10 @@ def l2_penalty(model: SimCLRModel, weight_decay: float, optimizer_name: str):
     """
     if optimizer_name == "lars":
         variables = [
-            v for v in model.trainable_variables if "supervised_head" in v.path and "bias" not in v.path
+            v for v in model.trainable_variables if SUPERVISED_HEAD in v.path and BIAS not in v.path
         ]
     else:
-        variables = [v for v in model.trainable_variables if "batch_normalization" not in v.path]
+        variables = [v for v in model.trainable_variables if BATCH_NORM not in v.path]
     if not variables or weight_decay == 0:
         return keras.ops.convert_to_tensor(0.0)
     return weight_decay * keras.ops.sum(keras.ops.stack([keras.ops.sum(keras.ops.square(v)) / 2 for v in variables]))

@@ -13,19 +13,20 @@ file last (atomically), so a run killed mid-save resumes from the previous one.
 
 from __future__ import annotations
 
+import re
 
 import keras
 import tensorflow as tf
 from absl import logging
 
 from simclr_tf.models import SimCLRModel
+from simclr_tf.run_dir import CheckpointError, RunDir, resolve_checkpoint
+from simclr_tf.training.builders import build_model
 
 MODEL_KEY = "model"
 PRETRAINED_PARTS = ("/resnet/", "/projection_head/")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used; the message names it."""
+# Checkpoint keys of the supervised head's bias: "model/<escaped variable path>/.ATTRIBUTES/...".
+_SUPERVISED_BIAS = re.compile(r"^model/[^/]*supervised_head[^/]*\.Sbias/")
 
 
 def model_variables(model: keras.Model, parts: tuple[str, ...] | None = None) -> dict[str, tf.Variable]:
@@ -45,29 +46,17 @@ def make_manager(model: SimCLRModel, optimizer, model_dir: str, max_to_keep: int
                                       max_to_keep=max_to_keep)
 
 
-def resolve(path: str) -> str:
-    """A checkpoint prefix from a prefix or a directory holding checkpoints."""
-    if tf.io.gfile.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if latest is None:
-            raise CheckpointError(f"--checkpoint={path}: directory has no checkpoint")
-        return latest
-    if not tf.io.gfile.exists(f"{path}.index"):
-        raise CheckpointError(f"--checkpoint={path}: no such checkpoint (expected {path}.index)")
-    return path
-
-
 def _restore_variables(variables: dict[str, tf.Variable], path: str) -> None:
     try:
         tf.train.Checkpoint(**{MODEL_KEY: variables}).read(path).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError) as error:  # Missing variables, or other shapes.
         message = " ".join(str(error).split())[:300]
-        raise CheckpointError(f"--checkpoint={path}: does not hold this model's weights ({message})") from error
+        raise CheckpointError("checkpoint", path, f"does not hold this model's weights ({message})") from error
 
 
 def restore_model(model: keras.Model, path: str) -> None:
     """Loads every model variable (evaluation); optimizer state is not read."""
-    _restore_variables(model_variables(model), resolve(path))
+    _restore_variables(model_variables(model), resolve_checkpoint(path))
 
 
 def restore_pretrained(model: SimCLRModel, path: str, *, zero_init_logits_layer: bool) -> None:
@@ -77,7 +66,7 @@ def restore_pretrained(model: SimCLRModel, path: str, *, zero_init_logits_layer:
     online linear head of pretraining is a good start for fine-tuning) unless
     `zero_init_logits_layer`; with another number of classes it starts fresh.
     """
-    path = resolve(path)
+    path = resolve_checkpoint(path)
     _restore_variables(model_variables(model, PRETRAINED_PARTS), path)
     head = model.supervised_head
     if head is None:
@@ -106,5 +95,35 @@ def restore_or_initialize(manager: tf.train.CheckpointManager, *, init_checkpoin
     return "initialised randomly"
 
 
-def latest_in(model_dir: str) -> str | None:
-    return tf.train.latest_checkpoint(model_dir) if tf.io.gfile.isdir(model_dir) else None
+def supervised_classes(checkpoint: str) -> int | None:
+    """The number of classes of the checkpoint's supervised head; None when it has none."""
+    for key, shape in tf.train.list_variables(checkpoint):
+        if _SUPERVISED_BIAS.match(key):
+            return int(shape[0])
+    return None
+
+
+def model_from_run(run: RunDir, checkpoint: str | None = None) -> tuple[SimCLRModel, str]:
+    """The run's model with the weights of `checkpoint` (default: the run's newest); returns
+    (model, checkpoint prefix).
+
+    Rebuilt from the run's config on one device with plain BN, in float32 whatever the
+    training precision (variables are float32 either way), so what is built from it
+    (a module, features) is float32 on any device. Whether there is a supervised head,
+    and its classes, are read from the checkpoint, which is what decides them.
+    """
+    path = run.checkpoint(checkpoint)
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        model = build_model(
+            run.config.model,
+            image_size=run.config.augment.image_size,
+            num_classes=supervised_classes(path),
+            train_mode=run.config.train.train_mode,
+            num_replicas=1,
+        )
+    finally:
+        keras.config.set_dtype_policy(policy)
+    restore_model(model, path)
+    return model, path

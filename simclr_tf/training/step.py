@@ -27,9 +27,6 @@ class StepConfig:
     weight_decay: float
     optimizer_name: str
     supervised: bool  # train the supervised head (online linear eval, or fine-tuning)
-    # Fault injection for tests: the k-th call of the step (1-based, counting retries of
-    # skipped steps) gets a NaN loss and NaN gradients. 0 = never.
-    nan_loss_at_step: int = 0
 
 
 def metric_names(config: StepConfig) -> tuple[str, ...]:
@@ -53,7 +50,6 @@ def make_train_step(
 ) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
     """Returns `step(views, labels) -> {metric: local float32 scalar}` for `strategy.run`."""
     variables = model.trainable_variables
-    calls = tf.Variable(0, trainable=False, dtype=tf.int64) if config.nan_loss_at_step else None
 
     def step(views, labels):
         num_views = views.shape[1]
@@ -86,9 +82,6 @@ def make_train_step(
                 )
             weight_decay = tf.cast(l2_penalty(model, config.weight_decay, config.optimizer_name), tf.float32)
             loss += weight_decay
-            if config.nan_loss_at_step:
-                calls.assign_add(1)
-                loss *= tf.where(tf.equal(calls, config.nan_loss_at_step), float("nan"), 1.0)
             scaled_loss = distributed.scale_loss_for_replicas(loss)
             if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                 scaled_loss = optimizer.scale_loss(scaled_loss)

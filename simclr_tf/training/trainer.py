@@ -12,7 +12,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Callable
+from typing import Callable, Protocol
 
 import keras
 import tensorflow as tf
@@ -21,19 +21,25 @@ from absl import logging
 from simclr_tf.augment import AugmentConfig
 from simclr_tf.config import RunConfig
 from simclr_tf.data import Source, build_source, subset
+from simclr_tf.errors import ConfigError, UserError
 from simclr_tf.input_pipeline import pretrain_dataset
 from simclr_tf.optim import steps_from_epochs
+from simclr_tf.run_dir import SUBSET_IDS_FILE, TRAIN_LOG_FILE
 from simclr_tf.strategy import check_cpu_gradient_batch, per_replica_batch_size
 from simclr_tf.training import checkpoints
-from simclr_tf.training.builders import build_model, build_optimizer, freeze_for_finetuning
-from simclr_tf.training.monitor import KNNMonitor
+from simclr_tf.training.builders import (
+    build_model,
+    build_optimizer,
+    describe_weight_decay,
+    freeze_for_finetuning,
+    lars_exclusions,
+)
 from simclr_tf.training.preemption import StopRequest
 from simclr_tf.training.progress import Progress
 from simclr_tf.training.step import StepConfig, make_train_step, metric_names
 from simclr_tf.training.workers import is_chief, worker_dir
 
-# With --skip_nonfinite_steps, a run that makes no progress for this many steps stops anyway.
-SUBSET_IDS_FILE = "subset_ids.json"
+# With TrainConfig.skip_nonfinite_steps, a run that makes no progress for this many steps stops anyway.
 MAX_CONSECUTIVE_SKIPPED_STEPS = 100
 
 # Fine-tuning sees one view with the reference's fine-tuning augmentation: crop and flip.
@@ -48,17 +54,31 @@ class Schedule:
     steps_per_loop: int
 
 
+class Monitor(Protocol):
+    """Something measured on the model between loops of steps (the kNN monitor, say).
+
+    Called after every `every_n_steps` steps and after the last; returns metrics that
+    are logged with that step's. Its time is left out of the training rate.
+    """
+
+    every_n_steps: int
+
+    def __call__(self, step: int) -> dict[str, float]: ...
+
+
 def plan_steps(config: RunConfig, num_examples: int) -> Schedule:
-    """Step counts as the reference derives them, with errors that name the flags."""
+    """Step counts as the reference derives them, with errors that name the config fields."""
     train = config.train
     total, warmup = steps_from_epochs(
         num_examples, train.train_batch_size, train.train_epochs,
         warmup_epochs=config.optimizer.warmup_epochs, train_steps=train.train_steps,
     )
     if warmup >= total:
-        raise ValueError(
-            f"--warmup_epochs={config.optimizer.warmup_epochs} gives {warmup} warmup steps, not fewer than the "
-            f"{total} training steps (--train_epochs/--train_steps); lower --warmup_epochs or train longer"
+        raise ConfigError(
+            "OptimizerConfig.warmup_epochs",
+            f"gives {warmup} warmup steps, not fewer than the {total} training steps (TrainConfig.train_epochs, "
+            f"TrainConfig.train_steps); lower OptimizerConfig.warmup_epochs or train longer",
+            value=config.optimizer.warmup_epochs,
         )
     epoch_steps = max(1, round(num_examples / train.train_batch_size))
     checkpoint_steps = train.checkpoint_steps or train.checkpoint_epochs * epoch_steps
@@ -74,7 +94,8 @@ def train_augment_config(config: RunConfig) -> tuple[AugmentConfig, int]:
 def uses_supervised_head(config: RunConfig, source: Source) -> bool:
     if config.train.train_mode == "finetune":
         if not source.num_classes:
-            raise ValueError(f"--train_mode=finetune needs labels, but {source.name} has none (--dataset/--train_split)")
+            raise ConfigError("TrainConfig.train_mode", f"needs labels, but {source.name} has none "
+                                                        f"(SourceConfig.dataset, SourceConfig.split)", value="finetune")
         return True
     return bool(config.train.lineareval_while_pretraining and source.num_classes)
 
@@ -83,18 +104,19 @@ def labelled_subset(config: RunConfig, source: Source, chief: bool, printer: Cal
     """The part of the train split whose labels fine-tuning may use (TrainConfig.label_fraction, ...).
 
     The ids go to model_dir/subset_ids.json; a resumed run reads them back, so the
-    subset cannot change under it, and --subset_ids lets another run use the same.
+    subset cannot change under it, and TrainConfig.subset_ids lets another run use the same.
     """
     train = config.train
     ids_path = os.path.join(config.model_dir, SUBSET_IDS_FILE)
     reuse = ids_path if tf.io.gfile.exists(ids_path) else train.subset_ids
     if reuse:
         if not tf.io.gfile.exists(reuse):
-            raise ValueError(f"--subset_ids={reuse}: no such file")
+            raise ConfigError("TrainConfig.subset_ids", "names no file", value=reuse)
         ids = subset.read_subset_ids(reuse)
         if ids.size and ids.max() >= source.num_examples:
-            raise ValueError(f"--subset_ids={reuse}: ids up to {ids.max()} but {source.name} has "
-                             f"{source.num_examples} examples (another dataset or split?)")
+            raise ConfigError("TrainConfig.subset_ids", f"holds ids up to {ids.max()} but {source.name} has "
+                                                        f"{source.num_examples} examples (another dataset or split?)",
+                              value=reuse)
         origin = f"ids from {reuse}"
     else:
         labels = subset.read_labels(source)
@@ -114,8 +136,7 @@ def labelled_subset(config: RunConfig, source: Source, chief: bool, printer: Cal
 class Trainer:
     """Builds a run's model, optimizer, data and checkpoints under one strategy; `train()` runs it."""
 
-    def __init__(self, config: RunConfig, strategy: tf.distribute.Strategy, printer: Callable[[str], None] = print,
-                 nan_loss_at_step: int = 0):
+    def __init__(self, config: RunConfig, strategy: tf.distribute.Strategy, printer: Callable[[str], None] = print):
         self.config = config
         self.strategy = strategy
         self.printer = printer
@@ -124,10 +145,10 @@ class Trainer:
             self.source = labelled_subset(config, self.source, is_chief(strategy), printer)
         self.global_batch_size = config.train.train_batch_size
         self.per_replica_batch_size = per_replica_batch_size(
-            self.global_batch_size, strategy.num_replicas_in_sync, "train_batch_size"
+            self.global_batch_size, strategy.num_replicas_in_sync, "TrainConfig.train_batch_size"
         )
         if config.train.train_mode == "finetune":  # One view per image: the batch can be odd.
-            check_cpu_gradient_batch(self.per_replica_batch_size, strategy, "train_batch_size")
+            check_cpu_gradient_batch(self.per_replica_batch_size, strategy, "TrainConfig.train_batch_size")
         self.schedule = plan_steps(config, self.source.num_examples)
         supervised = uses_supervised_head(config, self.source)
         with strategy.scope():
@@ -140,11 +161,15 @@ class Trainer:
             )
             if config.train.train_mode == "finetune":
                 freeze_for_finetuning(self.model, config.train.fine_tune_after_block, config.model.ft_proj_selector)
+            exclusions = lars_exclusions(self.model)
+            self.weight_decay_summary = describe_weight_decay(
+                config.optimizer.optimizer, exclusions, self.model, config.optimizer.weight_decay)
             self.optimizer = build_optimizer(
                 config.optimizer,
                 global_batch_size=self.global_batch_size,
                 warmup_steps=self.schedule.warmup_steps,
                 total_steps=self.schedule.total_steps,
+                exclusions=exclusions,
             )
             if keras.mixed_precision.global_policy().name == "mixed_float16":
                 # float16 gradients underflow without loss scaling; bfloat16 needs none.
@@ -165,7 +190,6 @@ class Trainer:
             weight_decay=config.optimizer.weight_decay,
             optimizer_name=config.optimizer.optimizer,
             supervised=supervised,
-            nan_loss_at_step=nan_loss_at_step,
         )
         self.manager = checkpoints.make_manager(
             self.model, self.optimizer, worker_dir(strategy, config.model_dir), config.train.keep_checkpoint_max
@@ -183,19 +207,19 @@ class Trainer:
             zero_init_logits_layer=self.config.model.zero_init_logits_layer,
         )
 
-    def _dataset(self, start_step: int) -> tf.distribute.DistributedDataset:
+    def input_dataset(self, context: tf.distribute.InputContext, start_step: int) -> tf.data.Dataset:
+        """One input pipeline's batches of (views, labels), from `start_step` on."""
         augment_config, num_views = train_augment_config(self.config)
         train = self.config.train
+        return pretrain_dataset(
+            self.source, augment_config, context.get_per_replica_batch_size(self.global_batch_size),
+            seed=train.seed, num_views=num_views, shuffle_buffer=train.shuffle_buffer,
+            cache=train.cache_dataset, input_context=context,
+            start_example=start_step * self.global_batch_size // context.num_input_pipelines,
+        )
 
-        def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-            return pretrain_dataset(
-                self.source, augment_config, context.get_per_replica_batch_size(self.global_batch_size),
-                seed=train.seed, num_views=num_views, shuffle_buffer=train.shuffle_buffer,
-                cache=train.cache_dataset, input_context=context,
-                start_example=start_step * self.global_batch_size // context.num_input_pipelines,
-            )
-
-        return self.strategy.distribute_datasets_from_function(dataset_fn)
+    def _dataset(self, start_step: int) -> tf.distribute.DistributedDataset:
+        return self.strategy.distribute_datasets_from_function(lambda context: self.input_dataset(context, start_step))
 
     def _write_sample_views(self, writer, step: int) -> None:
         augment_config, num_views = train_augment_config(self.config)
@@ -238,9 +262,10 @@ class Trainer:
         writer.flush()
         return path
 
-    def train(self) -> dict:
+    def train(self, monitor: Monitor | None = None) -> dict:
         """Trains from the restored step to the last; returns the last loop's metrics and timing.
 
+        `monitor`, if given, runs every `monitor.every_n_steps` steps and at the end.
         Stops early, with a checkpoint at the current step, on SIGTERM/SIGINT; raises
         NonFiniteLossError (without saving, so the last checkpoint stays good) when the
         loss stops being finite.
@@ -250,12 +275,13 @@ class Trainer:
         total = self.schedule.total_steps
         chief = is_chief(self.strategy)
         if self.source.skipped:
-            self.printer(f"skipped {len(self.source.skipped)} bad files (--bad_files=skip), e.g. {self.source.skipped[0]}")
+            self.printer(f"skipped {len(self.source.skipped)} bad files (bad_files=skip), e.g. {self.source.skipped[0]}")
         self.printer(
             f"{self.config.train.train_mode}: {self.source.name}, {self.source.num_examples} examples, "
             f"global batch {self.global_batch_size} over {self.strategy.num_replicas_in_sync} replica(s), "
             f"steps {step}/{total} (warmup {self.schedule.warmup_steps}); {origin}"
         )
+        self.printer(self.weight_decay_summary)
         writer = tf.summary.create_file_writer(os.path.join(self.config.model_dir, "train")) if chief \
             else tf.summary.create_noop_writer()
         summary = {"step": step, "total_steps": total, "metrics": {}, "seconds": 0.0, "stopped_by": None}
@@ -265,19 +291,18 @@ class Trainer:
             self._write_sample_views(writer, step)
         progress = Progress(
             total, self.global_batch_size, step, printer=self.printer,
-            log_path=os.path.join(self.config.model_dir, "train_log.jsonl") if chief else None,
+            log_path=os.path.join(self.config.model_dir, TRAIN_LOG_FILE) if chief else None,
         )
         iterator = iter(self._dataset(step))
         train_steps = self._make_loop()
         started = time.monotonic()
         every = self.schedule.checkpoint_steps
-        knn_every = self.config.eval.knn_every_n_steps
-        monitor = KNNMonitor(self.config, self.strategy, self.model) if knn_every else None
+        monitor_every = monitor.every_n_steps if monitor else 0
         stalled = 0  # Steps skipped since the last step that updated the model.
         with StopRequest() as stop:
             while step < total and not stop:
                 num_steps = min(self.schedule.steps_per_loop, total - step, every - step % every,
-                                knn_every - step % knn_every if knn_every else total)
+                                monitor_every - step % monitor_every if monitor_every else total)
                 results, first_nonfinite = train_steps(iterator, tf.constant(num_steps))
                 previous_step, step = step, self.step
                 skipped = num_steps - (step - previous_step)
@@ -292,10 +317,11 @@ class Trainer:
                     # Means over the loop would be NaN; report the loop's finite steps only when all were.
                     metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
                 learning_rate = float(self.optimizer.learning_rate)
-                if monitor and (step % knn_every == 0 or step >= total):
-                    knn = monitor(step)
-                    progress.discount(knn.pop("knn_seconds"))  # Not training time: keep img/s and ETA honest.
-                    metrics.update(knn)
+                if monitor_every and (step % monitor_every == 0 or step >= total):
+                    monitor_started = time.monotonic()
+                    metrics.update(monitor(step))
+                    # Not training time: keep img/s and the ETA honest.
+                    progress.discount(time.monotonic() - monitor_started)
                 with writer.as_default():
                     for name, value in metrics.items():
                         tf.summary.scalar(f"train/{name}", value, step=step)
@@ -319,7 +345,7 @@ class Trainer:
         return summary
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """The loss became NaN or infinite; nothing after the last good checkpoint was saved."""
 
     def __init__(self, step: int, last_checkpoint: str | None):
@@ -328,5 +354,5 @@ class NonFiniteLossError(RuntimeError):
         kept = f"the last good checkpoint {last_checkpoint} is intact" if last_checkpoint else "no checkpoint was saved yet"
         super().__init__(
             f"the loss became non-finite at step {step}; stopped without saving, {kept}. "
-            f"Lower --learning_rate or raise --warmup_epochs, then resume"
+            f"Lower OptimizerConfig.learning_rate or raise OptimizerConfig.warmup_epochs, then resume"
         )

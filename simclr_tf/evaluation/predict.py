@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from simclr_tf.augment import preprocess_for_eval, to_unit_float
 from simclr_tf.data import Source
+from simclr_tf.errors import EvaluationError
 
 PADDING_LABEL = -1
 
@@ -61,7 +62,8 @@ def predict(
     """`output_fn(images)` over the split (or its first `max_steps` global batches), in
     replica order; returns ({name: [N, ...] numpy}, labels [N]) without the padding."""
     if not source.num_classes:
-        raise ValueError(f"{source.name} has no labels: evaluation needs a labelled split (--eval_split)")
+        raise EvaluationError(f"{source.name} has no labels: evaluation needs a labelled split "
+                              f"(EvalConfig.eval_split)")
     steps = eval_steps_for(source.num_examples, global_batch_size, strategy.num_replicas_in_sync)
     if max_steps:
         steps = min(steps, max_steps)

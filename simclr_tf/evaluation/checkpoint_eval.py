@@ -8,45 +8,32 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 from typing import Callable
 
-import numpy as np
 import tensorflow as tf
 
 from simclr_tf.config import RunConfig
-from simclr_tf.data import Source, build_source
-from simclr_tf.evaluation import LinearEvalConfig, linear_eval, topk_accuracy
+from simclr_tf.data import build_source
+from simclr_tf.errors import ConfigError, EvaluationError
+from simclr_tf.evaluation.features import encoder_features
+from simclr_tf.evaluation.linear_eval import LinearEvalConfig, linear_eval, topk_accuracy
+from simclr_tf.evaluation.predict import predict
 from simclr_tf.io_utils import write_json_atomically
 from simclr_tf.models import SimCLRModel
+from simclr_tf.run_dir import RESULT_FILE, CheckpointError, latest_checkpoint, resolve_checkpoint, step_of
 from simclr_tf.training import checkpoints
 from simclr_tf.training.builders import build_model
-from simclr_tf.training.predict import predict
 from simclr_tf.training.workers import is_chief
-
-FEATURES = "final_avg_pool"
-
-
-def step_of(checkpoint_path: str) -> int:
-    match = re.search(r"ckpt-(\d+)$", checkpoint_path)
-    return int(match.group(1)) if match else 0
-
-
-def encoder_features(strategy, model: SimCLRModel, source: Source, config: RunConfig,
-                     max_steps: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """h (final_avg_pool) and labels of `source` (its first `max_steps` global batches when > 0)."""
-    outputs, labels = predict(
-        strategy, lambda images: {FEATURES: model(images, training=False)[FEATURES]}, source,
-        image_size=config.augment.image_size, global_batch_size=config.eval.eval_batch_size, max_steps=max_steps,
-    )
-    return outputs[FEATURES], labels
 
 
 def _linear_eval(strategy, model, train_source, eval_source, config) -> dict:
     started = time.monotonic()
-    train_features, train_labels = encoder_features(strategy, model, train_source, config)
-    eval_features, eval_labels = encoder_features(strategy, model, eval_source, config)
+    size, batch = config.augment.image_size, config.eval.eval_batch_size
+    train_features, train_labels = encoder_features(strategy, model, train_source, image_size=size,
+                                                    global_batch_size=batch)
+    eval_features, eval_labels = encoder_features(strategy, model, eval_source, image_size=size,
+                                                  global_batch_size=batch)
     result = linear_eval(
         train_features, train_labels, eval_features, eval_labels, eval_source.num_classes,
         LinearEvalConfig(epochs=config.eval.linear_eval_epochs, seed=config.train.seed),
@@ -60,21 +47,23 @@ def evaluate(
     checkpoint_path: str | None = None,
     printer: Callable[[str], None] = print,
 ) -> dict:
-    """Evaluates `checkpoint_path` (default: newest in model_dir, else --checkpoint)."""
+    """Evaluates `checkpoint_path` (default: newest in model_dir, else RunConfig.checkpoint)."""
     eval_source = build_source(dataclasses.replace(config.source, split=config.eval.eval_split))
     if not eval_source.num_classes:
-        raise ValueError(f"--eval_split={config.eval.eval_split}: {eval_source.name} has no labels to evaluate against")
-    path = checkpoint_path or checkpoints.latest_in(config.model_dir) or (
-        checkpoints.resolve(config.checkpoint) if config.checkpoint else None)
+        raise EvaluationError(f"EvalConfig.eval_split={config.eval.eval_split}: {eval_source.name} has no labels "
+                              f"to evaluate against")
+    path = checkpoint_path or latest_checkpoint(config.model_dir) or (
+        resolve_checkpoint(config.checkpoint) if config.checkpoint else None)
     if path is None:
-        raise checkpoints.CheckpointError(
-            f"--mode=eval: no checkpoint in --model_dir={config.model_dir} and no --checkpoint given")
+        raise CheckpointError("model_dir", config.model_dir,
+                              "no checkpoint to evaluate, and RunConfig.checkpoint names none")
     replicas = strategy.num_replicas_in_sync
     if config.eval.eval_batch_size % replicas:
-        raise ValueError(f"--eval_batch_size={config.eval.eval_batch_size} is not divisible by the {replicas} replicas")
+        raise ConfigError("EvalConfig.eval_batch_size", f"is not divisible by the {replicas} replicas",
+                          value=config.eval.eval_batch_size)
 
-    # Pretraining on unlabeled data trains no head, whatever --lineareval_while_pretraining says.
-    has_supervised_head = any("supervised_head" in name for name, _ in tf.train.list_variables(path))
+    # Pretraining on unlabeled data trains no head, whatever TrainConfig.lineareval_while_pretraining says.
+    has_supervised_head = checkpoints.supervised_classes(path) is not None
 
     def new_model() -> SimCLRModel:
         with strategy.scope():
@@ -117,7 +106,7 @@ def evaluate(
                     f"{result['linear_eval']['top1']:.2%} vs random encoder {random_top1:.2%}")
 
     if is_chief(strategy):
-        write_json_atomically(os.path.join(config.model_dir, "result.json"), result)
+        write_json_atomically(os.path.join(config.model_dir, RESULT_FILE), result)
         write_json_atomically(os.path.join(config.model_dir, f"result_{step}.json"), result)
         writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "eval"))
         with writer.as_default():
