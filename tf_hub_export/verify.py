@@ -8,7 +8,6 @@ an output differs by more than --tolerance.
 """
 
 import os
-import sys
 
 import numpy as np
 from absl import app, flags
