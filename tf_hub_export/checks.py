@@ -1,9 +1,11 @@
 """Checks that an exported module works the ways users load it (library side of `verify`).
 
 A module can save fine and still fail its users: hub.KerasLayer needs `training` and the
-variable lists, TF Serving needs the signature, and a wrong variable list or BN mode
-gives plausible but wrong features. So the module is loaded both ways, run on one
-batch, and (given the model it came from) compared output by output.
+variable lists, TF Serving needs the signature and every variable its graph reads restored
+(its session loader, unlike tf.saved_model.load, does not re-bind a function's captures),
+and a wrong variable list or BN mode gives plausible but wrong features. So the module is
+loaded three ways (tf.saved_model.load, hub.KerasLayer, the TF1/TF Serving session loader),
+run on one batch, and (given the model it came from) compared output by output.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def verify(path: str, images: np.ndarray, *, reference=None, tolerance: float = 
     module = _load(path)
     outputs = _call(module, images, path)
     _check_serving(module, images, outputs, path, tolerance)
+    _check_session_loader(path, images, outputs, tolerance)
     _check_hub_keras_layer(path, images, outputs, tolerance)
     expected = reference(images, training=False) if reference is not None else None
     table = []
@@ -89,6 +92,33 @@ def _check_serving(module, images, outputs, path, tolerance) -> None:
     for name, value in outputs.items():
         if not np.allclose(served[name].numpy(), value, rtol=0, atol=tolerance):
             raise VerificationError(f"{path}: {SERVING_SIGNATURE}'s {name} differs from __call__'s")
+
+
+def session_run(path: str, images: np.ndarray) -> dict[str, np.ndarray]:
+    """serving_default run as TF Serving and saved_model_cli run it: a TF1 session on a fresh graph.
+
+    Only the SavedModel's own restore op gives the variables their values here, so a module
+    whose functions read variables that the SavedModel does not restore fails (or reads
+    garbage), while tf.saved_model.load would hide it.
+    """
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, [tf.saved_model.SERVING], path)
+        signature = meta_graph.signature_def[SERVING_SIGNATURE]
+        fetches = {name: info.name for name, info in signature.outputs.items()}
+        (images_input,) = signature.inputs.values()
+        return session.run(fetches, {images_input.name: images})
+
+
+def _check_session_loader(path, images, outputs, tolerance) -> None:
+    try:
+        served = session_run(path, images)
+    except Exception as error:  # noqa: BLE001
+        raise VerificationError(f"{path}: the session loader (TF Serving, saved_model_cli run) fails on "
+                                f"{SERVING_SIGNATURE}: {_short(error)}") from error
+    for name, value in outputs.items():
+        if name not in served or not np.allclose(served[name], value, rtol=0, atol=tolerance):
+            raise VerificationError(f"{path}: the session loader's {name} differs from tf.saved_model.load's "
+                                    f"(TF Serving would serve other values)")
 
 
 def _check_hub_keras_layer(path, images, outputs, tolerance) -> None:

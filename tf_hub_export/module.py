@@ -10,7 +10,9 @@ Only those attributes are saved. The Keras model is held in a closure, not in an
 attribute, so the SavedModel does not depend on Keras 3's object graph (which leaves out
 layers held in Python lists, see simclr_tf/training/checkpoints.py); and
 `tf.saved_model.save` refuses to write a function that reads a variable missing from
-`variables`, so an incomplete variable list cannot be exported silently.
+`variables`, so an incomplete variable list cannot be exported silently. The lists hold
+the tf.Variables inside the Keras variables, so the variables the SavedModel restores are
+the ones its functions read, for every loader (see `_tf_variable`).
 """
 
 from __future__ import annotations
@@ -107,8 +109,8 @@ class HubModule(tf.__internal__.tracking.AutoTrackable):
                                           freeze_batch_norm)
         exported = exported_variables(model, include_projection_head)
         trainable = {id(v) for v in model.trainable_variables}
-        self.variables = exported
-        self.trainable_variables = [v for v in exported if id(v) in trainable]
+        self.variables = [_tf_variable(v) for v in exported]
+        self.trainable_variables = [_tf_variable(v) for v in exported if id(v) in trainable]
         self.regularization_losses = []
         for training in (False, True):
             self.__call__.get_concrete_function(SERVING_INPUT, training=training)
@@ -117,3 +119,19 @@ class HubModule(tf.__internal__.tracking.AutoTrackable):
     @tf.function
     def __call__(self, images, training=False):
         return self._outputs(images, bool(training))
+
+
+def _tf_variable(variable) -> tf.Variable:
+    """The tf.Variable that holds a Keras 3 variable's value, which is what traced functions read.
+
+    Saving a Keras 3 variable itself writes a *copy* (keras' `_export_to_saved_model_graph`
+    makes a new tf.Variable from the inner one), so the checkpoint would restore the copy
+    while every function reads the inner handle. tf.saved_model.load re-binds captures to
+    Python objects and hides this; TF Serving, saved_model_cli, the C++ / TF1 session loader
+    and the TFLite converter read the graph as written and find those handles unrestored
+    ("Could not find variable ...", or NaN outputs after TFLite conversion).
+    """
+    value = variable.value
+    if not isinstance(value, tf.Variable):
+        raise TypeError(f"{variable.path}: expected a tf.Variable behind the Keras variable, got {type(value)}")
+    return value

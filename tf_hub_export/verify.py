@@ -1,6 +1,7 @@
 """python -m tf_hub_export.verify PATH [--model_dir=DIR [--checkpoint=CKPT]] [--image_size=N]
 
-Loads an exported module with tf.saved_model.load and with hub.KerasLayer, runs one batch
+Loads an exported module with tf.saved_model.load, with hub.KerasLayer and with the session
+loader TF Serving uses, runs one batch
 of random images and prints the output table (name, shape, dtype). With --model_dir it
 also rebuilds the run's model from the matching checkpoint and prints each output's max
 absolute difference to it. Exits 1 with `error: ...` when the module cannot be loaded or
@@ -10,6 +11,7 @@ an output differs by more than --tolerance.
 import os
 
 import numpy as np
+import tensorflow as tf
 from absl import app, flags
 
 from simclr_tf import cli_errors
@@ -51,6 +53,7 @@ def main(argv):
     if len(argv) != 2:
         raise app.UsageError("expected one PATH: python -m tf_hub_export.verify PATH [--model_dir=DIR]")
     path = argv[1]
+    tf.get_logger().setLevel("WARNING")  # The session loader's INFO lines would hide the table.
     try:
         model, checkpoint, run_image_size = _reference(path)
         size = FLAGS.image_size or run_image_size or 32
@@ -65,8 +68,8 @@ def main(argv):
     if model is not None:
         worst = max(row.max_abs_diff for row in table)
         print(f"max abs difference to {checkpoint}: {worst:.3g} (tolerance {FLAGS.tolerance:g})")
-    print(f"ok: {path} loads with tf.saved_model.load and hub.KerasLayer; {len(table)} outputs, "
-          f"serving_default agrees")
+    print(f"ok: {path} loads with tf.saved_model.load, hub.KerasLayer and the TF Serving session loader; "
+          f"{len(table)} outputs, serving_default agrees")
 
 
 if __name__ == "__main__":
