@@ -18,6 +18,9 @@ from simclr_tf.io_utils import write_json_atomically
 RESNET_DEPTHS = (18, 34, 50, 101, 152, 200)
 OPTIMIZERS = ("lars", "momentum", "adam")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# How much the ResNet downsamples: stride-2 stem conv and max-pool, then stages 2-4 (CIFAR stem: 3x3 conv, no pool).
+ENCODER_STRIDE = 32
+ENCODER_STRIDE_CIFAR_STEM = 8
 
 
 def _fail(config: Any, name: str, value: Any, requirement: str) -> NoReturn:
@@ -219,6 +222,12 @@ class RunConfig:
             _fail(self, "model_dir", self.model_dir, "must be set")
         if self.mode not in ("train", "eval", "train_then_eval"):
             _fail(self, "mode", self.mode, "must be train, eval or train_then_eval")
+        stride = ENCODER_STRIDE_CIFAR_STEM if self.model.cifar_stem else ENCODER_STRIDE
+        if self.augment.image_size < stride:
+            stem = "the CIFAR stem" if self.model.cifar_stem else "the ImageNet stem"
+            fail("AugmentConfig.image_size", self.augment.image_size,
+                 f"must be >= {stride} for a ResNet with {stem} (ModelConfig.cifar_stem={self.model.cifar_stem}): "
+                 f"it downsamples by {stride}, so smaller images leave its last stage less than one pixel")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, origin: str) -> "RunConfig":

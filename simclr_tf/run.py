@@ -9,16 +9,16 @@ the same (README lists the few deliberate differences). Flags are parsed here on
 this module turns them into one RunConfig and hands it to the library.
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
-import os
 
 import keras
 import tensorflow as tf
 from absl import app, flags
 
-from simclr_tf import cli_errors, flag_defs
+from simclr_tf import cli_errors, flag_defs, run_records
 from simclr_tf.config import (
     EvalConfig,
     ExportConfig,
@@ -32,8 +32,7 @@ from simclr_tf.data import DataSourceError
 from simclr_tf.errors import UserError
 from simclr_tf.evaluation.checkpoint_eval import evaluate
 from simclr_tf.evaluation.knn_monitor import KNNMonitor
-from simclr_tf.io_utils import write_json_atomically
-from simclr_tf.run_dir import CONFIG_FILE, FLAGS_FILE
+from simclr_tf.run_lock import RunLock
 from simclr_tf.strategy import build_strategy, describe
 from simclr_tf.training.trainer import Trainer
 from simclr_tf.training.workers import is_chief
@@ -152,16 +151,30 @@ def config_from_flags(values: flags.FlagValues) -> RunConfig:
     )
 
 
-def run(config: RunConfig) -> None:
-    """Trains and/or evaluates as `config.mode` says, writing everything to config.model_dir."""
+def run(config: RunConfig, flag_values: dict | None = None) -> None:
+    """Trains and/or evaluates as `config.mode` says, writing everything to config.model_dir.
+
+    Nothing is written to a model_dir that holds a run before the config is known to
+    continue it (simclr_tf.run_records); a training run holds model_dir/run.lock.
+    `flag_values`: the command line, recorded in flags.json for people.
+    """
     printer = functools.partial(print, flush=True)  # Progress shows as it happens, also when piped.
     strategy = build_strategy(config.strategy)
     keras.mixed_precision.set_global_policy(config.train.precision)
     print(f"strategy: {describe(strategy)}", flush=True)
-    if is_chief(strategy):
-        tf.io.gfile.makedirs(config.model_dir)
-        config.write(os.path.join(config.model_dir, CONFIG_FILE))
-        write_json_atomically(os.path.join(config.model_dir, FLAGS_FILE), our_flag_values(FLAGS))
+    trains = config.mode in ("train", "train_then_eval")
+    with contextlib.ExitStack() as held:
+        if is_chief(strategy):
+            run_records.recorded_config(config.model_dir)  # A model_dir that is a file: before the lock file.
+            if trains:
+                lock = held.enter_context(RunLock(config.model_dir))
+                if lock.taken_over:
+                    print(f"took over {lock.path} from {lock.taken_over}, which is no longer running", flush=True)
+            print(f"model_dir: {run_records.prepare(config, flag_values)}", flush=True)
+        _run(config, strategy, printer)
+
+
+def _run(config: RunConfig, strategy: tf.distribute.Strategy, printer) -> None:
     # Same initial weights for a seed, whatever the number of replicas.
     keras.utils.set_random_seed(config.train.seed)
     if config.train.deterministic:
@@ -186,7 +199,7 @@ def main(argv):
     try:
         if not FLAGS.model_dir:
             raise flag_defs.FlagError("--model_dir must be set")
-        run(config_from_flags(FLAGS))
+        run(config_from_flags(FLAGS), our_flag_values(FLAGS))
     except DataSourceError as error:
         cli_errors.exit_with(error, prefix=f"--dataset={FLAGS.dataset}: ")
     except UserError as error:

@@ -2,7 +2,9 @@
 
     model_dir/
       config.json                   the RunConfig (RunConfig.write; this module reads it back)
-      flags.json                    the command line's flags, for people
+      flags.json                    the first command line's flags, for people
+      config_history.jsonl          settings a resumed run changed (simclr_tf.run_records)
+      run.lock                      who is training here now (simclr_tf.run_lock)
       checkpoint, ckpt-<step>.*     tf.train.CheckpointManager's checkpoints, named by step
       train_log.jsonl               one JSON record per loop of steps (training.progress)
       result.json, result_<step>.json   evaluations of checkpoints
@@ -29,6 +31,8 @@ from simclr_tf.errors import ConfigError, PathError
 
 CONFIG_FILE = "config.json"
 FLAGS_FILE = "flags.json"
+CONFIG_HISTORY_FILE = "config_history.jsonl"
+LOCK_FILE = "run.lock"
 TRAIN_LOG_FILE = "train_log.jsonl"
 RESULT_FILE = "result.json"
 SUBSET_IDS_FILE = "subset_ids.json"

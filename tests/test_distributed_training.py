@@ -8,12 +8,17 @@ layout sees the same global batches; only float summation order may differ.
 
 import json
 import os
+import re
+import signal
 import socket
+import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from cli_helpers import TINY_FLAGS, check_ok, environment, run_cli, start_cli, train_log
+from simclr_tf.run_dir import read_train_log
 
 STEPS = 3
 # Several replicas use cross-replica (Keras) batch norm; the one-replica reference must round the
@@ -92,3 +97,52 @@ def test_two_worker_processes_match_one_replica(single_replica, tmp_path):
     # Only the chief (worker 0) keeps checkpoints and logs in model_dir.
     assert os.path.exists(os.path.join(tmp_path, f"ckpt-{STEPS}.index"))
     assert_same_run(results(str(tmp_path)), single_replica)
+
+
+def start_workers(flags, model_dir):
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    return [start_cli(*flags, f"--model_dir={model_dir}", env=environment(TF_CONFIG=json.dumps(
+        {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}))) for index in range(2)]
+
+
+def finish(workers, timeout=400):
+    try:
+        outputs = [worker.communicate(timeout=timeout) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    for worker, (stdout, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, f"stdout:\n{stdout}\nstderr:\n{stderr[-4000:]}"
+    return [stdout for stdout, _ in outputs]
+
+
+PREEMPTED_STEPS = 20
+PREEMPTED = [*TINY_FLAGS, "--verbosity=0", f"--train_steps={PREEMPTED_STEPS}", "--checkpoint_steps=1000", "--nofused_batch_norm",
+             "--noexport_hub_module"]
+
+
+def test_sigterm_to_one_worker_stops_both_at_the_same_step_and_the_restart_continues_the_run(tmp_path):
+    reference_dir, model_dir = tmp_path / "uninterrupted", tmp_path / "preempted"
+    # Against two uninterrupted workers: over 20 steps at this learning rate, float rounding alone
+    # moves the 2-worker losses ~1e-2 away from one replica's (measured), a run and its resumption not.
+    finish(start_workers(PREEMPTED, reference_dir))
+    expected = train_log(str(reference_dir))
+    workers = start_workers(PREEMPTED, model_dir)
+    deadline = time.monotonic() + 300
+    while len(read_train_log(str(model_dir))) < 3:
+        assert all(worker.poll() is None for worker in workers) and time.monotonic() < deadline
+        time.sleep(0.1)
+    workers[1].send_signal(signal.SIGTERM)  # Not the chief: the one whose stop nobody else would see.
+    stdouts = finish(workers)
+    stopped = [int(re.search(r"stopped by SIGTERM at step (\d+)/", out).group(1)) for out in stdouts]
+    assert stopped[0] == stopped[1] < PREEMPTED_STEPS, stdouts
+    step = stopped[0]
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{step}")  # The chief's.
+    assert tf.train.latest_checkpoint(str(model_dir / ".workers" / "worker_1")).endswith(f"ckpt-{step}")
+    resumed = finish(start_workers(PREEMPTED, model_dir))
+    assert all("resumed from " in out and f"ckpt-{step}" in out for out in resumed)
+    log = read_train_log(str(model_dir))  # A record per step; the resumed run's win where both logged.
+    assert [r["step"] for r in log] == [r["step"] for r in expected] == list(range(1, PREEMPTED_STEPS + 1))
+    for name in COMPARED:
+        np.testing.assert_allclose([r[name] for r in log], [r[name] for r in expected], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)

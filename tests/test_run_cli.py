@@ -42,7 +42,12 @@ def test_pretraining_writes_checkpoints_summaries_and_results(pretrained):
     assert 0.0 <= result["label_top_1_accuracy"] <= result["label_top_5_accuracy"] <= 1.0
     with open(os.path.join(model_dir, "flags.json")) as f:
         recorded = json.load(f)
-    assert recorded["train_batch_size"] == 16 and recorded["mode"] == "train" and "alsologtostderr" not in recorded
+    # The first command's flags; the second's differences are history, not a replacement.
+    assert recorded["train_batch_size"] == 16 and recorded["mode"] == "train_then_eval"
+    assert "alsologtostderr" not in recorded
+    with open(os.path.join(model_dir, "config_history.jsonl")) as f:
+        (history,) = [json.loads(line) for line in f]
+    assert history["changes"] == {"train.train_steps": [6, 9]} and history["flags"]["mode"] == "train"
     assert "ETA" in pretrained["first"].stdout and "img/s" in pretrained["first"].stdout
     # The end of training exports a TF-Hub module; the second run's export replaced the first.
     assert f"exported TF-Hub module {model_dir}/saved_model/6" in pretrained["first"].stdout

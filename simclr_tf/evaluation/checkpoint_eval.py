@@ -56,7 +56,7 @@ def evaluate(
         resolve_checkpoint(config.checkpoint) if config.checkpoint else None)
     if path is None:
         raise CheckpointError("model_dir", config.model_dir,
-                              "no checkpoint to evaluate, and RunConfig.checkpoint names none")
+                              "no checkpoint to evaluate in it (train first, or name one with the checkpoint)")
     replicas = strategy.num_replicas_in_sync
     if config.eval.eval_batch_size % replicas:
         raise ConfigError("EvalConfig.eval_batch_size", f"is not divisible by the {replicas} replicas",

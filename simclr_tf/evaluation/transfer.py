@@ -155,9 +155,12 @@ def main(argv):
         write_text_atomically(os.path.join(FLAGS.results_dir, "transfer_results.md"),
                               markdown_table(results, described, FLAGS.mode))
     print(f"results: {os.path.join(FLAGS.results_dir, 'transfer_results.md')} (and .json)")
-    failed = [r["task"] for r in results if "error" in r]
+    failed = [r for r in results if "error" in r]
     if failed:
-        raise SystemExit(f"error: {len(failed)} of {len(results)} tasks failed: {', '.join(failed)}")
+        # The last line names each failed task's file and reason, as a single failure would.
+        reasons = "; ".join(r["error"] if r["error"].startswith(r["flagfile"]) else f"{r['flagfile']}: {r['error']}"
+                            for r in failed)
+        raise SystemExit(f"error: {len(failed)} of {len(results)} tasks failed: {reasons}"[:2000])
 
 
 if __name__ == "__main__":

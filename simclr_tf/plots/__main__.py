@@ -25,6 +25,8 @@ Problems (no model_dir, config.json, checkpoint or logged step) end with one "er
 line on stderr and exit code 1.
 """
 
+import sys
+
 from absl import app, flags
 
 from simclr_tf import cli_errors
@@ -70,11 +72,11 @@ def write_augmentations(model_dir: str, output: str, *, num_images: int, num_vie
 
 def main(argv):
     if len(argv) != 2 or argv[1] not in COMMANDS:
-        raise app.UsageError(f"give one command: {', '.join(COMMANDS)} (got {argv[1:] or 'none'})")
+        sys.exit(f"error: give one command: {', '.join(COMMANDS)} (got {argv[1:] or 'none'})")
     command = argv[1]
     for name in ("num_examples", "num_images", "num_views", "cell_size"):
         if getattr(FLAGS, name) < 1:
-            raise app.UsageError(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
+            sys.exit(f"error: --{name} must be >= 1, got {getattr(FLAGS, name)}")
     model_dir = FLAGS.model_dir
     try:
         check_model_dir(model_dir)

@@ -84,11 +84,32 @@ def restore_pretrained(model: SimCLRModel, path: str, *, zero_init_logits_layer:
 
 def restore_or_initialize(manager: tf.train.CheckpointManager, *, init_checkpoint: str | None, model: SimCLRModel,
                           zero_init_logits_layer: bool) -> str:
-    """Resumes from model_dir's newest checkpoint; else initialises from `init_checkpoint`; says which."""
-    latest = manager.latest_checkpoint
-    if latest:
-        manager.checkpoint.restore(latest).assert_existing_objects_matched()
-        return f"resumed from {latest}"
+    """Resumes from model_dir's newest intact checkpoint; else initialises from `init_checkpoint`; says which.
+
+    A newest checkpoint whose data cannot be read (a disk that filled up, a file lost or
+    truncated by hand) is skipped with a warning, and the run resumes from the newest
+    one that restores; when the index names checkpoints but none restores, that is an
+    error: starting afresh would silently throw the run away. Every restore sets every
+    variable, so a half-read broken checkpoint leaves nothing behind.
+    """
+    skipped = []
+    for path in reversed(manager.checkpoints):
+        try:
+            manager.checkpoint.restore(path).assert_existing_objects_matched()
+        # A missing file is NotFound, a damaged one DataLoss; a truncated one comes out of TF's
+        # checkpoint reader as IndexError ("Read less bytes than requested").
+        except (tf.errors.OpError, IndexError) as error:
+            logging.warning("checkpoint %s cannot be read, trying an older one: %s", path,
+                            " ".join(str(error).split())[:300])
+            skipped.append(path)
+            continue
+        if skipped:
+            return f"resumed from {path} (skipped {', '.join(skipped)}: unreadable)"
+        return f"resumed from {path}"
+    if skipped:
+        raise CheckpointError("model_dir", manager.directory,
+                              f"no intact checkpoint: {', '.join(skipped)} cannot be read (see the warnings); "
+                              f"move them away to start afresh")
     if init_checkpoint:
         restore_pretrained(model, init_checkpoint, zero_init_logits_layer=zero_init_logits_layer)
         return f"initialised from {init_checkpoint}"

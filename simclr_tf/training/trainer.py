@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import signal
 import time
 from typing import Callable, Protocol
 
@@ -34,7 +35,7 @@ from simclr_tf.training.builders import (
     freeze_for_finetuning,
     lars_exclusions,
 )
-from simclr_tf.training.preemption import StopRequest
+from simclr_tf.training.preemption import CoordinatedStop, StopRequest, spans_processes
 from simclr_tf.training.progress import Progress
 from simclr_tf.training.step import StepConfig, make_train_step, metric_names
 from simclr_tf.training.workers import is_chief, worker_dir
@@ -299,8 +300,12 @@ class Trainer:
         every = self.schedule.checkpoint_steps
         monitor_every = monitor.every_n_steps if monitor else 0
         stalled = 0  # Steps skipped since the last step that updated the model.
-        with StopRequest() as stop:
-            while step < total and not stop:
+        coordinated = None
+        if spans_processes(self.strategy):  # SIGTERM goes to TF's handler; Ctrl-C stays local.
+            coordinated = CoordinatedStop(self.strategy, save=lambda: self._save(self.step, writer))
+        local_signals = StopRequest.SIGNALS if coordinated is None else (signal.SIGINT,)
+        with StopRequest(signals=local_signals) as stop:
+            while step < total and not stop and not (coordinated and coordinated.signal_name):
                 num_steps = min(self.schedule.steps_per_loop, total - step, every - step % every,
                                 monitor_every - step % monitor_every if monitor_every else total)
                 results, first_nonfinite = train_steps(iterator, tf.constant(num_steps))
@@ -330,13 +335,16 @@ class Trainer:
                     self._save(step, writer)
                 progress.report(step, {**metrics, "learning_rate": learning_rate})
                 summary["metrics"] = metrics
-            if stop and step < total:
+                if coordinated is not None:
+                    coordinated.check()  # Saves at the step the workers agreed on, if one was told to stop.
+            stopped_by = stop.signal_name or (coordinated.signal_name if coordinated else None)
+            if stopped_by and (step < total or coordinated is not None):
                 path = self.manager.latest_checkpoint
-                if step % every:
+                if step % every and coordinated is None:  # The coordinated stop has saved already.
                     path = self._save(step, writer)
-                self.printer(f"stopped by {stop.signal_name} at step {step}/{total}; checkpoint {path}; "
+                self.printer(f"stopped by {stopped_by} at step {step}/{total}; checkpoint {path}; "
                              f"run the same command again to resume")
-                summary["stopped_by"] = stop.signal_name
+                summary["stopped_by"] = stopped_by
         writer.flush()
         seconds = time.monotonic() - started
         logging.info("trained steps %d..%d in %.1f s", start_step, step, seconds)
