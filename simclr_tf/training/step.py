@@ -87,7 +87,11 @@ def make_train_step(
                 scaled_loss = optimizer.scale_loss(scaled_loss)
         gradients = tape.gradient(scaled_loss, variables)
         optimizer.apply_gradients(zip(gradients, variables))
-        metrics.update(total_loss=loss, weight_decay=weight_decay)
+        # A finite loss can come with NaN gradients: oneDNN's CPU kernels can turn NaN
+        # activations into zeros on the way forward but not on the way back. total_loss
+        # is what the loop checks, so it is NaN when either is.
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None])
+        metrics.update(total_loss=tf.where(finite, loss, float("nan")), weight_decay=weight_decay)
         return metrics
 
     return step
