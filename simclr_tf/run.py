@@ -13,12 +13,13 @@ import contextlib
 import dataclasses
 import functools
 import json
+import os
 
 import keras
 import tensorflow as tf
 from absl import app, flags
 
-from simclr_tf import cli_errors, flag_defs, run_records
+from simclr_tf import cli_errors, flag_defs, reference_import, run_dir, run_records
 from simclr_tf.config import (
     EvalConfig,
     ExportConfig,
@@ -35,7 +36,7 @@ from simclr_tf.evaluation.knn_monitor import KNNMonitor
 from simclr_tf.run_lock import RunLock
 from simclr_tf.strategy import build_strategy, describe
 from simclr_tf.training.trainer import Trainer
-from simclr_tf.training.workers import is_chief
+from simclr_tf.training.workers import is_chief, worker_dir
 from tf_hub_export import export_checkpoint
 
 flags.DEFINE_enum("mode", "train", ["train", "eval", "train_then_eval"], "Train, evaluate the newest checkpoint, or both.")
@@ -163,6 +164,7 @@ def run(config: RunConfig, flag_values: dict | None = None) -> None:
     keras.mixed_precision.set_global_policy(config.train.precision)
     print(f"strategy: {describe(strategy)}", flush=True)
     trains = config.mode in ("train", "train_then_eval")
+    original = _fine_tunes_an_original_model(config)  # Before anything is written.
     with contextlib.ExitStack() as held:
         if is_chief(strategy):
             run_records.recorded_config(config.model_dir)  # A model_dir that is a file: before the lock file.
@@ -171,7 +173,40 @@ def run(config: RunConfig, flag_values: dict | None = None) -> None:
                 if lock.taken_over:
                     print(f"took over {lock.path} from {lock.taken_over}, which is no longer running", flush=True)
             print(f"model_dir: {run_records.prepare(config, flag_values)}", flush=True)
-        _run(config, strategy, printer)
+        _run(_import_original(config, strategy, printer) if original else config, strategy, printer)
+
+
+# Where an original SimCLR model given as --checkpoint is imported (inside each worker's dir).
+IMPORTED_CHECKPOINT_DIR = "imported_checkpoint"
+
+
+def _fine_tunes_an_original_model(config: RunConfig) -> bool:
+    """Whether --checkpoint is an original google-research/simclr SavedModel or checkpoint
+    (as that code's README tells its users to pass); raises if it is another architecture."""
+    if config.train.train_mode != "finetune" or not config.checkpoint or not reference_import.is_reference(
+            config.checkpoint):
+        return False
+    found = reference_import.reference_architecture(config.checkpoint, ft_proj_selector=config.model.ft_proj_selector)
+    conflicts = {field: (getattr(found.model, field), getattr(config.model, field))
+                 for field in run_records.ARCHITECTURE_FIELDS if getattr(found.model, field) != getattr(config.model, field)}
+    if conflicts:
+        listed = "; ".join(f"{field}: the checkpoint has {old!r}, this run asks for {new!r}"
+                           for field, (old, new) in conflicts.items())
+        raise run_dir.CheckpointError("checkpoint", config.checkpoint,
+                                      f"is another architecture ({listed}); set those flags to the checkpoint's")
+    return True
+
+
+def _import_original(config: RunConfig, strategy: tf.distribute.Strategy, printer) -> RunConfig:
+    """The config with --checkpoint replaced by the original model imported as one of our runs (once)."""
+    target = os.path.join(worker_dir(strategy, config.model_dir), IMPORTED_CHECKPOINT_DIR)
+    if not tf.io.gfile.exists(os.path.join(target, run_dir.CONFIG_FILE)):
+        result = reference_import.import_reference(
+            config.checkpoint, target, image_size=config.augment.image_size,
+            batch_norm_decay=config.model.batch_norm_decay, ft_proj_selector=config.model.ft_proj_selector)
+        printer(f"imported the original SimCLR model {config.checkpoint} ({result.architecture.describe()}, "
+                f"{result.num_variables} variables) into {target}")
+    return dataclasses.replace(config, checkpoint=target)
 
 
 def _run(config: RunConfig, strategy: tf.distribute.Strategy, printer) -> None:

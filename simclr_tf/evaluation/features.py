@@ -84,8 +84,13 @@ def encoder_from_module(path: str, image_size: int) -> FrozenEncoder:
     if image_size < 1:
         raise EvaluationError(f"image_size must be set (> 0) for the module {path}: a module does not record it")
     module = tf.saved_model.load(path)
-    outputs = tf.function(lambda images: module(images, training=False))
-    names = tuple(module.signatures["serving_default"].structured_outputs.keys())
+    # Positionally: ours is __call__(images, training), the original SimCLR modules' (published
+    # v1/v2 TF2 models) __call__(inputs, trainable); both return the dict of named outputs.
+    outputs = tf.function(lambda images: module(images, False))
+    probe = module(tf.zeros([1, image_size, image_size, 3]), False)
+    if not isinstance(probe, dict):
+        raise PathError("module", path, f"returns {type(probe).__name__}, not a dict of named outputs")
+    names = tuple(probe)
     variables_digest = _digest(os.path.join(path, "variables", "variables.index"))
     return FrozenEncoder(
         describe=f"module {path}", identity=f"{os.path.abspath(path)}@{variables_digest}",
