@@ -63,7 +63,10 @@ def ours(size: int) -> float:
 def keras_cv_batched(size: int) -> float:
     # Imported here, only when --keras_cv asks for it: keras-cv is used nowhere else in the project (simclr_tf
     # has its own ops) and this comparison is optional, so a plain run works without it.
-    import keras_cv
+    try:
+        import keras_cv
+    except ImportError:
+        raise SystemExit('error: --keras_cv needs keras-cv, an optional extra: pip install -e ".[benchmarks]"') from None
 
     strength = 0.5 if size <= 32 else 1.0
     layers = [

@@ -32,15 +32,18 @@ def flag_message(error: UserError, values: flags.FlagValues = flags.FLAGS) -> st
     error names `--argument=path` when the user gave that path as that flag.
     """
     if isinstance(error, PathError) and error.argument in values and values[error.argument].value == error.path:
-        message = f"--{error.argument}={error.path}: {error.problem}"
-    else:
-        def to_flag(match: re.Match) -> str:
-            qualified = match.group(0)
-            name = FIELD_FLAGS.get(qualified, match.group(2))
-            return f"--{name}" if name in values else qualified
+        return f"--{error.argument}={error.path}: {error.problem}"
+    return " ".join(in_flags(str(error), values).split())
 
-        message = _QUALIFIED_FIELD.sub(to_flag, str(error))
-    return " ".join(message.split())
+
+def in_flags(text: str, values: flags.FlagValues = flags.FLAGS) -> str:
+    """`text` (an error or a warning of the library) with each config field this tool has a flag for as `--flag`."""
+    def to_flag(match: re.Match) -> str:
+        qualified = match.group(0)
+        name = FIELD_FLAGS.get(qualified, match.group(2))
+        return f"--{name}" if name in values else qualified
+
+    return _QUALIFIED_FIELD.sub(to_flag, text)
 
 
 def exit_with(error: UserError, values: flags.FlagValues = flags.FLAGS, prefix: str = "") -> NoReturn:

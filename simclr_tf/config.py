@@ -18,6 +18,8 @@ from simclr_tf.io_utils import write_json_atomically
 RESNET_DEPTHS = (18, 34, 50, 101, 152, 200)
 OPTIMIZERS = ("lars", "momentum", "adam")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# "auto" is resolved to one of PRECISIONS for the run's devices (simclr_tf.precision) before training.
+PRECISION_CHOICES = ("auto",) + PRECISIONS
 # How much the ResNet downsamples: stride-2 stem conv and max-pool, then stages 2-4 (CIFAR stem: 3x3 conv, no pool).
 ENCODER_STRIDE = 32
 ENCODER_STRIDE_CIFAR_STEM = 8
@@ -102,7 +104,8 @@ class TrainConfig:
     seed: int = 0
     shuffle_buffer: int = 10_000
     cache_dataset: bool = False
-    precision: str = "float32"
+    precision: str = "float32"  # or "auto", which simclr_tf.precision.resolve_precision turns into one of these
+    precision_reason: str = ""  # why: "set explicitly", or what "auto" found (recorded in config.json)
     deterministic: bool = False
     skip_nonfinite_steps: bool = False
     jit_compile: bool = False  # XLA for the replica step (slower on CPU: benchmarks/train_throughput.py)
@@ -127,8 +130,8 @@ class TrainConfig:
             _fail(self, "temperature", self.temperature, "must be > 0")
         if not -1 <= self.fine_tune_after_block <= 4:
             _fail(self, "fine_tune_after_block", self.fine_tune_after_block, "must be in [-1, 4]")
-        if self.precision not in PRECISIONS:
-            _fail(self, "precision", self.precision, f"must be one of {PRECISIONS}")
+        if self.precision not in PRECISION_CHOICES:
+            _fail(self, "precision", self.precision, f"must be one of {PRECISION_CHOICES}")
         for name in ("checkpoint_steps", "steps_per_loop", "shuffle_buffer", "train_steps"):
             if getattr(self, name) < 0:
                 _fail(self, name, getattr(self, name), "must be >= 0")

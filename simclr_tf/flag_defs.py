@@ -19,13 +19,16 @@ def define_source_flags(default_split: str = "train") -> None:
         "or a tensorflow-datasets name such as cifar10, stl10, imagenet2012_subset/1pct.")
     flags.DEFINE_string("train_split", default_split, "Split to read (tfds split expressions allowed).")
     flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir, or the IDX directory.")
+    flags.DEFINE_bool("download", False,
+                      "Let tensorflow-datasets download and prepare a dataset missing from --data_dir (the reference "
+                      "always does; here a run reaches the network only when asked to).")
     flags.DEFINE_enum("bad_files", "error", ["error", "skip"],
                       "Image folders: stop naming files that are not intact images (empty, truncated, not an "
                       "image), or skip them and report how many.")
 
 
 def source_config_from_flags(values: flags.FlagValues, split: str) -> SourceConfig:
-    kwargs = dict(dataset=values.dataset, split=split, bad_files=values.bad_files)
+    kwargs = dict(dataset=values.dataset, split=split, bad_files=values.bad_files, download=values.download)
     if values.data_dir:
         kwargs["data_dir"] = values.data_dir
     return SourceConfig(**kwargs)

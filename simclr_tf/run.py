@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import os
+from typing import Callable
 
 import keras
 import tensorflow as tf
@@ -33,6 +34,7 @@ from simclr_tf.data import DataSourceError
 from simclr_tf.errors import UserError
 from simclr_tf.evaluation.checkpoint_eval import evaluate
 from simclr_tf.evaluation.knn_monitor import KNNMonitor
+from simclr_tf.precision import resolve_precision
 from simclr_tf.run_lock import RunLock
 from simclr_tf.strategy import build_strategy, describe
 from simclr_tf.training.trainer import Trainer
@@ -59,7 +61,8 @@ flags.DEFINE_float("batch_norm_decay", 0.9, "Batch-norm moving-average decay.")
 flags.DEFINE_enum("proj_head_mode", "nonlinear", ["none", "linear", "nonlinear"], "Projection head type.")
 flags.DEFINE_integer("proj_out_dim", 128, "Projection output dimension.")
 flags.DEFINE_integer("num_proj_layers", 3, "Layers of the nonlinear projection head (v1: 2, v2: 3).")
-flags.DEFINE_integer("ft_proj_selector", 0, "Projection-head layer fine-tuning starts from (0 = h).")
+flags.DEFINE_integer("ft_proj_selector", 0, "Projection-head layer fine-tuning starts from (0 = h, -1 = the last, "
+                     "as in the reference).")
 flags.DEFINE_bool("fused_batch_norm", True,
                   "Batch norm through TensorFlow's fused kernel where it is not cross-replica (one replica, or "
                   "--noglobal_bn): same math as Keras's layer, 1.3x faster training in bfloat16 on CPU.")
@@ -102,7 +105,10 @@ flags.DEFINE_string("subset_ids", None, "Fine-tune on the example ids of this su
 flags.DEFINE_bool("jit_compile", False,
                   "Compile the training step with XLA. Measured slower on CPU (0.7x float32, 0.95x bfloat16: "
                   "benchmarks/train_throughput.py); try it on GPUs/TPUs (TPUs compile with XLA anyway).")
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "Compute precision.")
+flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+                  "Compute precision. auto: mixed_bfloat16 where the devices compute bfloat16 natively (TPU, NVIDIA GPU "
+                  "of compute capability >= 8.0, x86 CPU with AVX512_BF16 or AMX-BF16), else float32; the choice and "
+                  "its reason are logged and recorded in config.json.")
 
 flags.DEFINE_integer("eval_batch_size", 256, "Global eval batch size.")
 flags.DEFINE_integer("eval_steps", 0, "Eval batches; 0 = the whole eval split.")
@@ -125,6 +131,8 @@ flags.DEFINE_bool("use_tpu", False, "Train on a Cloud TPU (the reference's defau
 flags.DEFINE_string("tpu_name", None, "Cloud TPU name or grpc:// address; empty = the local TPU VM / Colab TPU.")
 flags.DEFINE_string("tpu_zone", None, "GCE zone of the Cloud TPU.")
 flags.DEFINE_string("gcp_project", None, "GCP project of the Cloud TPU.")
+flags.DEFINE_string("master", None, "The reference's TPU address flag: used as --tpu_name when that is unset.")
+flags.DEFINE_string("eval_name", None, "Accepted for the reference's commands, which define it but never read it.")
 flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into this many replicas (MirroredStrategy), to test distributed runs.")
 FLAGS = flags.FLAGS
 
@@ -137,32 +145,35 @@ def config_from_flags(values: flags.FlagValues) -> RunConfig:
 
     augment = flag_defs.augment_config_from_flags(values)
     cifar_stem = values.cifar_stem if values.cifar_stem is not None else values.image_size <= 32
+    # The reference's -1: the head's last layer.
+    ft_proj_selector = values.num_proj_layers if values.ft_proj_selector == -1 else values.ft_proj_selector
     return RunConfig(
         model_dir=values.model_dir,
         mode=values.mode,
         checkpoint=values.checkpoint,
         source=flag_defs.source_config_from_flags(values, values.train_split),
         augment=augment,
-        model=pick(ModelConfig, cifar_stem=cifar_stem),
+        model=pick(ModelConfig, cifar_stem=cifar_stem, ft_proj_selector=ft_proj_selector),
         optimizer=pick(OptimizerConfig),
         train=pick(TrainConfig),
         eval=pick(EvalConfig),
-        strategy=pick(StrategyConfig),
+        strategy=pick(StrategyConfig, tpu_name=values.tpu_name or values.master),
         export=pick(ExportConfig),
     )
 
 
-def run(config: RunConfig, flag_values: dict | None = None) -> None:
+def run(config: RunConfig, flag_values: dict | None = None, printer: Callable[[str], None] | None = None) -> None:
     """Trains and/or evaluates as `config.mode` says, writing everything to config.model_dir.
 
     Nothing is written to a model_dir that holds a run before the config is known to
     continue it (simclr_tf.run_records); a training run holds model_dir/run.lock.
-    `flag_values`: the command line, recorded in flags.json for people.
+    `flag_values`: the command line, recorded in flags.json for people; `printer` shows
+    progress lines and warnings (default: stdout, flushed).
     """
-    printer = functools.partial(print, flush=True)  # Progress shows as it happens, also when piped.
+    printer = printer or functools.partial(print, flush=True)  # Progress shows as it happens, also when piped.
     strategy = build_strategy(config.strategy)
-    keras.mixed_precision.set_global_policy(config.train.precision)
     print(f"strategy: {describe(strategy)}", flush=True)
+    config = _with_precision(config, strategy)
     trains = config.mode in ("train", "train_then_eval")
     original = _fine_tunes_an_original_model(config)  # Before anything is written.
     with contextlib.ExitStack() as held:
@@ -174,6 +185,15 @@ def run(config: RunConfig, flag_values: dict | None = None) -> None:
                     print(f"took over {lock.path} from {lock.taken_over}, which is no longer running", flush=True)
             print(f"model_dir: {run_records.prepare(config, flag_values)}", flush=True)
         _run(_import_original(config, strategy, printer) if original else config, strategy, printer)
+
+
+def _with_precision(config: RunConfig, strategy: tf.distribute.Strategy) -> RunConfig:
+    """The config with "auto" precision resolved for this run's devices, its dtype policy set."""
+    choice = resolve_precision(config.train.precision, strategy)
+    keras.mixed_precision.set_global_policy(choice.policy)
+    print(f"precision: {choice.policy} ({choice.reason})", flush=True)
+    return dataclasses.replace(
+        config, train=dataclasses.replace(config.train, precision=choice.policy, precision_reason=choice.reason))
 
 
 # Where an original SimCLR model given as --checkpoint is imported (inside each worker's dir).
@@ -234,7 +254,8 @@ def main(argv):
     try:
         if not FLAGS.model_dir:
             raise flag_defs.FlagError("--model_dir must be set")
-        run(config_from_flags(FLAGS), our_flag_values(FLAGS))
+        # Warnings name config fields; a user of this tool reads them as its flags.
+        run(config_from_flags(FLAGS), our_flag_values(FLAGS), lambda line: print(cli_errors.in_flags(line), flush=True))
     except DataSourceError as error:
         cli_errors.exit_with(error, prefix=f"--dataset={FLAGS.dataset}: ")
     except UserError as error:

@@ -7,8 +7,10 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# ResNet-18 at 1/8 width on 16 px images: a few steps take seconds on 2 cores.
+# ResNet-18 at 1/8 width on 16 px images: a few steps take seconds on 2 cores. float32, not
+# the default "auto": tests compare runs with each other and with NumPy at float32 tolerances.
 TINY_FLAGS = [
+    "--precision=float32",
     "--resnet_depth=18", "--width_multiplier=0.125", "--image_size=16",
     "--train_batch_size=16", "--warmup_epochs=0", "--learning_rate=1.0", "--temperature=0.5",
     "--checkpoint_steps=3", "--steps_per_loop=1", "--eval_batch_size=64", "--eval_steps=2",
@@ -17,7 +19,11 @@ TINY_FLAGS = [
 
 
 def environment(**extra: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    if os.environ.get("SIMCLR_TEST_DEVICE", "CPU").upper() == "GPU":
+        env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"  # Several test processes share the GPU.
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = ""
     env.pop("TF_CONFIG", None)
     env.update(extra)
     return env

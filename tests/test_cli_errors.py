@@ -59,7 +59,7 @@ def test_messages_become_one_line(values):
 def test_an_unexpected_error_keeps_its_traceback(tmp_path):
     """Only user errors become one line: a ValueError from a bug is not dressed up as one."""
     script = ("import simclr_tf.run as cli\n"
-              "def broken(config, flag_values=None):\n"
+              "def broken(config, flag_values=None, printer=None):\n"
               "    raise ValueError('a bug, not a user error')\n"
               "cli.run = broken\n"
               "from absl import app\n"

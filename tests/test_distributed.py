@@ -1,6 +1,6 @@
 """1-device vs 4-replica equality for NT-Xent, the encoder and cross-replica BN.
 
-Uses MirroredStrategy over the 4 logical CPUs made by tests/conftest.py.
+Uses MirroredStrategy over the 4 logical CPUs (or GPUs, SIMCLR_TEST_DEVICE=GPU) made by tests/conftest.py.
 Every `strategy.run` is wrapped in a `tf.function`: eager collectives are very slow.
 """
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import TEST_DEVICE
 from simclr_tf import distributed
 from simclr_tf.losses import contrastive_metrics, nt_xent_loss
 from simclr_tf.models.heads import ProjectionHead
@@ -18,8 +19,8 @@ NUM_REPLICAS = 4
 TEMPERATURE = 0.5
 
 pytestmark = pytest.mark.skipif(
-    len(tf.config.list_logical_devices("CPU")) < NUM_REPLICAS,
-    reason=f"needs {NUM_REPLICAS} logical CPU devices (see tests/conftest.py)",
+    len(tf.config.list_logical_devices(TEST_DEVICE)) < NUM_REPLICAS,
+    reason=f"needs {NUM_REPLICAS} logical {TEST_DEVICE} devices (see tests/conftest.py)",
 )
 
 

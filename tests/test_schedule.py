@@ -52,6 +52,15 @@ def test_zero_warmup_starts_at_peak():
     assert _lr(schedule, 100) == pytest.approx(0.0, abs=1e-7)
 
 
+def test_a_run_shorter_than_its_warmup_stays_in_the_warmup_like_the_reference():
+    # The original README's CIFAR-10 command with --train_steps=3: batch 512, 10 warmup epochs
+    # of 50,000 images = 976 warmup steps. The reference: lr = step / 976 * 2.0 for step < 976.
+    total, warmup = steps_from_epochs(50_000, 512, 1000, warmup_epochs=10, train_steps=3)
+    schedule = warmup_cosine_schedule(1.0, 512, "linear", warmup, total)
+    for step in range(total):
+        assert _lr(schedule, step) == pytest.approx(2.0 * step / 976, rel=1e-6, abs=1e-9), step
+
+
 def test_schedule_is_a_serialisable_keras_schedule():
     schedule = warmup_cosine_schedule(1.0, 512, "linear", 5, 50)
     assert isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
@@ -79,7 +88,6 @@ def test_steps_from_epochs_like_the_reference():
         (lambda: scaled_learning_rate(0.0, 4096, "linear"), "base_learning_rate"),
         (lambda: scaled_learning_rate(0.3, 0, "sqrt"), "global_batch_size"),
         (lambda: warmup_cosine_schedule(0.3, 256, "linear", -1, 10), "warmup_steps"),
-        (lambda: warmup_cosine_schedule(0.3, 256, "linear", 10, 10), "total_steps"),
         (lambda: warmup_cosine_schedule(0.3, 256, "linear", 0, 0), "total_steps"),
         (lambda: warmup_cosine_schedule(0.3, 256, "sqr", 1, 10), "scaling"),
         (lambda: steps_from_epochs(0, 256, 10, warmup_epochs=1), "num_examples"),

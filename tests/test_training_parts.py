@@ -6,14 +6,13 @@ import pytest
 import tensorflow as tf
 
 from simclr_tf.config import ModelConfig, OptimizerConfig, RunConfig, TrainConfig
-from simclr_tf.errors import ConfigError
 from simclr_tf.data import Source
 from simclr_tf.data.source import shard_every_nth
 from simclr_tf.strategy import StrategyError, check_cpu_gradient_batch, per_replica_batch_size
 from simclr_tf.training.builders import build_model, l2_penalty
 from simclr_tf.evaluation.predict import eval_steps_for, predict
 from simclr_tf.training.progress import Progress
-from simclr_tf.training.trainer import plan_steps
+from simclr_tf.training.trainer import plan_steps, warmup_warning
 
 
 def run_config(**train):
@@ -29,9 +28,15 @@ def test_plan_steps_follows_the_reference_formulas():
     assert plan_steps(run_config(train_steps=10, checkpoint_steps=4), 1000).steps_per_loop == 4
 
 
-def test_plan_steps_rejects_warmup_as_long_as_training():
-    with pytest.raises(ConfigError, match=r"OptimizerConfig.warmup_epochs=1 gives 10 warmup steps"):
-        plan_steps(run_config(train_batch_size=100, train_steps=5), 1000)
+def test_a_run_shorter_than_its_warmup_is_planned_with_a_warning_like_the_reference():
+    schedule = plan_steps(run_config(train_batch_size=100, train_steps=5), 1000)
+    assert (schedule.total_steps, schedule.warmup_steps, schedule.ends_in_warmup) == (5, 10, True)
+    assert not plan_steps(run_config(train_batch_size=100, train_steps=11), 1000).ends_in_warmup
+    # Peak 0.3 * 100 / 256; the last step (4) runs at 4/10 of it.
+    assert warmup_warning(schedule, run_config(train_batch_size=100, train_steps=5), 0.1172) == (
+        "warning: OptimizerConfig.warmup_epochs=1 gives 10 warmup steps, not fewer than the 5 training steps: the "
+        "learning rate stays in its linear warmup, rising to 0.04688 (the peak 0.1172 is never reached), and the cosine "
+        "decay never starts")
 
 
 def test_per_replica_batch_size_names_the_flag():

@@ -42,19 +42,20 @@ def warmup_cosine_schedule(
     with S = scaled_learning_rate(...). This is exactly Keras's `CosineDecay`
     with initial_learning_rate=0, warmup_target=S (checked in
     tests/test_schedule.py), and equals the reference `WarmUpAndCosineDecay`.
-    The result is a plain Keras schedule, so it serialises with the optimizer.
+    The result is a plain Keras schedule, so it serialises with the optimizer. With
+    T <= W the learning rate never leaves the warmup (S * step / W throughout), like the
+    reference's.
     """
     peak = scaled_learning_rate(base_learning_rate, global_batch_size, scaling)
     if not warmup_steps >= 0:
         raise ValueError(f"`warmup_steps` must be >= 0, got {warmup_steps!r}.")
-    if not total_steps > warmup_steps:
-        raise ValueError(
-            f"`total_steps` must be > `warmup_steps`, got total_steps={total_steps!r}, "
-            f"warmup_steps={warmup_steps!r}."
-        )
+    if not total_steps > 0:
+        raise ValueError(f"`total_steps` must be > 0, got {total_steps!r}.")
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0,
-        decay_steps=int(total_steps - warmup_steps),
+        # total_steps <= warmup_steps: the run ends inside the warmup, as the reference's
+        # schedule does then (its cosine part is never reached).
+        decay_steps=max(1, int(total_steps - warmup_steps)),
         alpha=0.0,
         warmup_target=float(peak),
         warmup_steps=int(warmup_steps),

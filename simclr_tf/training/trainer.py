@@ -20,11 +20,11 @@ import tensorflow as tf
 from absl import logging
 
 from simclr_tf.augment import AugmentConfig
-from simclr_tf.config import RunConfig
+from simclr_tf.config import PRECISIONS, RunConfig
 from simclr_tf.data import Source, build_source, subset
 from simclr_tf.errors import ConfigError, UserError
 from simclr_tf.input_pipeline import pretrain_dataset
-from simclr_tf.optim import steps_from_epochs
+from simclr_tf.optim import scaled_learning_rate, steps_from_epochs
 from simclr_tf.run_dir import SUBSET_IDS_FILE, TRAIN_LOG_FILE
 from simclr_tf.strategy import check_cpu_gradient_batch, per_replica_batch_size
 from simclr_tf.training import checkpoints
@@ -54,6 +54,20 @@ class Schedule:
     checkpoint_steps: int
     steps_per_loop: int
 
+    @property
+    def ends_in_warmup(self) -> bool:
+        return self.warmup_steps >= self.total_steps
+
+
+def warmup_warning(schedule: Schedule, config: RunConfig, peak_learning_rate: float) -> str:
+    """What a run that ends before its warmup does (the reference trains such runs too, e.g.
+    its README's commands with a few --train_steps as a smoke test)."""
+    last = peak_learning_rate * (schedule.total_steps - 1) / schedule.warmup_steps
+    return (f"warning: OptimizerConfig.warmup_epochs={config.optimizer.warmup_epochs:g} gives {schedule.warmup_steps} "
+            f"warmup steps, not fewer than the {schedule.total_steps} training steps: the learning rate stays in its "
+            f"linear warmup, rising to {last:.4g} (the peak {peak_learning_rate:.4g} is never reached), and the cosine decay "
+            f"never starts")
+
 
 class Monitor(Protocol):
     """Something measured on the model between loops of steps (the kNN monitor, say).
@@ -74,13 +88,6 @@ def plan_steps(config: RunConfig, num_examples: int) -> Schedule:
         num_examples, train.train_batch_size, train.train_epochs,
         warmup_epochs=config.optimizer.warmup_epochs, train_steps=train.train_steps,
     )
-    if warmup >= total:
-        raise ConfigError(
-            "OptimizerConfig.warmup_epochs",
-            f"gives {warmup} warmup steps, not fewer than the {total} training steps (TrainConfig.train_epochs, "
-            f"TrainConfig.train_steps); lower OptimizerConfig.warmup_epochs or train longer",
-            value=config.optimizer.warmup_epochs,
-        )
     epoch_steps = max(1, round(num_examples / train.train_batch_size))
     checkpoint_steps = train.checkpoint_steps or train.checkpoint_epochs * epoch_steps
     return Schedule(total, warmup, checkpoint_steps, train.steps_per_loop or checkpoint_steps)
@@ -138,6 +145,9 @@ class Trainer:
     """Builds a run's model, optimizer, data and checkpoints under one strategy; `train()` runs it."""
 
     def __init__(self, config: RunConfig, strategy: tf.distribute.Strategy, printer: Callable[[str], None] = print):
+        if config.train.precision not in PRECISIONS:
+            raise ConfigError("TrainConfig.precision", "must be resolved to one of "
+                              f"{PRECISIONS} first (simclr_tf.precision.resolve_precision)", value=config.train.precision)
         self.config = config
         self.strategy = strategy
         self.printer = printer
@@ -151,6 +161,9 @@ class Trainer:
         if config.train.train_mode == "finetune":  # One view per image: the batch can be odd.
             check_cpu_gradient_batch(self.per_replica_batch_size, strategy, "TrainConfig.train_batch_size")
         self.schedule = plan_steps(config, self.source.num_examples)
+        if self.schedule.ends_in_warmup and is_chief(strategy):
+            printer(warmup_warning(self.schedule, config, scaled_learning_rate(
+                config.optimizer.learning_rate, self.global_batch_size, config.optimizer.learning_rate_scaling)))
         supervised = uses_supervised_head(config, self.source)
         with strategy.scope():
             self.model = build_model(
