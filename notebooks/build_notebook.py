@@ -90,7 +90,7 @@ WARMUP_EPOCHS = 10
 WEIGHT_DECAY = 1e-4
 TEMPERATURE = 0.5
 STEPS_PER_LOOP = 0  # Steps per tf.function call = per point of the curves; 0: one epoch.
-PRECISION = "auto"  # "auto": mixed_bfloat16 on a TPU, float32 elsewhere.
+PRECISION = "auto"  # "auto": mixed_bfloat16 where the TPU, GPU or CPU computes it natively, else float32.
 SEED = 0
 
 MODEL_DIR = "/content/simclr_cifar10"  # With a TPU node: gs://your-bucket/simclr_cifar10.
@@ -129,6 +129,7 @@ STRATEGY = """\
 import glob
 
 from simclr_tf.config import StrategyConfig
+from simclr_tf.precision import resolve_precision
 from simclr_tf.strategy import build_strategy, describe
 
 
@@ -153,10 +154,10 @@ if strategy is None:
     strategy_config = StrategyConfig()
     strategy = build_strategy(strategy_config)  # MirroredStrategy over several GPUs, else the default.
 
-on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
-precision = PRECISION if PRECISION != "auto" else ("mixed_bfloat16" if on_tpu else "float32")
+precision_choice = resolve_precision(PRECISION, strategy)
+precision = precision_choice.policy
 keras.mixed_precision.set_global_policy(precision)
-print(f"strategy: {describe(strategy)}; precision {precision}")
+print(f"strategy: {describe(strategy)}; precision {precision} ({precision_choice.reason})")
 print("GPUs:", [d.name for d in tf.config.list_logical_devices("GPU")] or "none")"""
 
 CONFIG_NOTE = """\
