@@ -5,8 +5,8 @@
 
 --original_dir is the directory holding the original's run.py (tf2/ of a google-research/simclr
 checkout); its code stays outside this repository and is run as it is.
-Expected runtime on 2 CPU cores with --steps=6: ~9 min (measured 8 min 51 s: the original ~5 min
-at ~43 s/step, ours ~4 min at ~24 s/step, each with its start-up and compile).
+Expected runtime on 2 otherwise idle CPU cores with --steps=4: ~4 min (measured 3 min 51 s: the
+original 160 s at ~20 s/step, ours ~70 s at ~11.5 s/step, each with its start-up and compile).
 Target: ours / original >= 1.8x views/s.
 
 Both programs run the original README's CIFAR-10 pretraining command (ResNet-18, batch 512,
