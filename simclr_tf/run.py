@@ -173,7 +173,7 @@ def run(config: RunConfig, flag_values: dict | None = None, printer: Callable[[s
     printer = printer or functools.partial(print, flush=True)  # Progress shows as it happens, also when piped.
     strategy = build_strategy(config.strategy)
     print(f"strategy: {describe(strategy)}", flush=True)
-    config = _with_precision(config, strategy)
+    config = _with_precision(config, strategy, printer)
     trains = config.mode in ("train", "train_then_eval")
     original = _fine_tunes_an_original_model(config)  # Before anything is written.
     with contextlib.ExitStack() as held:
@@ -187,11 +187,11 @@ def run(config: RunConfig, flag_values: dict | None = None, printer: Callable[[s
         _run(_import_original(config, strategy, printer) if original else config, strategy, printer)
 
 
-def _with_precision(config: RunConfig, strategy: tf.distribute.Strategy) -> RunConfig:
+def _with_precision(config: RunConfig, strategy: tf.distribute.Strategy, printer) -> RunConfig:
     """The config with "auto" precision resolved for this run's devices, its dtype policy set."""
     choice = resolve_precision(config.train.precision, strategy)
     keras.mixed_precision.set_global_policy(choice.policy)
-    print(f"precision: {choice.policy} ({choice.reason})", flush=True)
+    printer(f"precision: {choice.policy} ({choice.reason})")
     return dataclasses.replace(
         config, train=dataclasses.replace(config.train, precision=choice.policy, precision_reason=choice.reason))
 

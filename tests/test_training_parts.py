@@ -33,7 +33,7 @@ def test_a_run_shorter_than_its_warmup_is_planned_with_a_warning_like_the_refere
     assert (schedule.total_steps, schedule.warmup_steps, schedule.ends_in_warmup) == (5, 10, True)
     assert not plan_steps(run_config(train_batch_size=100, train_steps=11), 1000).ends_in_warmup
     # Peak 0.3 * 100 / 256; the last step (4) runs at 4/10 of it.
-    assert warmup_warning(schedule, run_config(train_batch_size=100, train_steps=5), 0.1172) == (
+    assert warmup_warning(schedule, run_config(train_batch_size=100, train_steps=5)) == (
         "warning: OptimizerConfig.warmup_epochs=1 gives 10 warmup steps, not fewer than the 5 training steps: the "
         "learning rate stays in its linear warmup, rising to 0.04688 (the peak 0.1172 is never reached), and the cosine "
         "decay never starts")

@@ -59,9 +59,11 @@ class Schedule:
         return self.warmup_steps >= self.total_steps
 
 
-def warmup_warning(schedule: Schedule, config: RunConfig, peak_learning_rate: float) -> str:
+def warmup_warning(schedule: Schedule, config: RunConfig) -> str:
     """What a run that ends before its warmup does (the reference trains such runs too, e.g.
     its README's commands with a few --train_steps as a smoke test)."""
+    peak_learning_rate = scaled_learning_rate(
+        config.optimizer.learning_rate, config.train.train_batch_size, config.optimizer.learning_rate_scaling)
     last = peak_learning_rate * (schedule.total_steps - 1) / schedule.warmup_steps
     return (f"warning: OptimizerConfig.warmup_epochs={config.optimizer.warmup_epochs:g} gives {schedule.warmup_steps} "
             f"warmup steps, not fewer than the {schedule.total_steps} training steps: the learning rate stays in its "
@@ -162,8 +164,7 @@ class Trainer:
             check_cpu_gradient_batch(self.per_replica_batch_size, strategy, "TrainConfig.train_batch_size")
         self.schedule = plan_steps(config, self.source.num_examples)
         if self.schedule.ends_in_warmup and is_chief(strategy):
-            printer(warmup_warning(self.schedule, config, scaled_learning_rate(
-                config.optimizer.learning_rate, self.global_batch_size, config.optimizer.learning_rate_scaling)))
+            printer(warmup_warning(self.schedule, config))
         supervised = uses_supervised_head(config, self.source)
         with strategy.scope():
             self.model = build_model(
