@@ -109,6 +109,9 @@ class TrainConfig:
     deterministic: bool = False
     skip_nonfinite_steps: bool = False
     jit_compile: bool = False  # XLA for the replica step (slower on CPU: benchmarks/train_throughput.py)
+    # Gradient caching (simclr_tf.training.gradient_cache): each replica's batch runs in chunks of this
+    # many images, so the batch is not limited by activation memory; 0 = off.
+    gradient_cache_chunk_size: int = 0
     # Semi-supervised fine-tuning on part of the labels: a class-balanced subset of the train
     # split drawn with `seed` (or the ids of `subset_ids`, a file an earlier run wrote).
     label_fraction: float = 0.0
@@ -132,7 +135,7 @@ class TrainConfig:
             _fail(self, "fine_tune_after_block", self.fine_tune_after_block, "must be in [-1, 4]")
         if self.precision not in PRECISION_CHOICES:
             _fail(self, "precision", self.precision, f"must be one of {PRECISION_CHOICES}")
-        for name in ("checkpoint_steps", "steps_per_loop", "shuffle_buffer", "train_steps"):
+        for name in ("checkpoint_steps", "steps_per_loop", "shuffle_buffer", "train_steps", "gradient_cache_chunk_size"):
             if getattr(self, name) < 0:
                 _fail(self, name, getattr(self, name), "must be >= 0")
         if self.keep_checkpoint_max < 1:

@@ -105,6 +105,13 @@ flags.DEFINE_string("subset_ids", None, "Fine-tune on the example ids of this su
 flags.DEFINE_bool("jit_compile", False,
                   "Compile the training step with XLA. Measured slower on CPU (0.7x float32, 0.95x bfloat16: "
                   "benchmarks/train_throughput.py); try it on GPUs/TPUs (TPUs compile with XLA anyway).")
+flags.DEFINE_integer("gradient_cache_chunk_size", 0,
+                     "Gradient caching (Gao et al. 2021, arXiv:2101.06983): run each replica's batch in chunks of this "
+                     "many images (both views), so --train_batch_size is no longer limited by activation memory; it "
+                     "must divide the per-replica batch. NT-Xent still sees the whole global batch and its gradient is "
+                     "exact, at the cost of a second forward pass (~1/3 more compute). Batch norm normalises each chunk "
+                     "with its own statistics (ghost batches of this many images; with --global_bn, chunk i of every "
+                     "replica together) and updates its moving averages once per chunk. 0 = off.")
 flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16", "mixed_float16"],
                   "Compute precision. auto: mixed_bfloat16 where the devices compute bfloat16 natively (TPU, NVIDIA GPU "
                   "of compute capability >= 8.0, x86 CPU with AVX512_BF16 or AMX-BF16), else float32; the choice and "

@@ -51,6 +51,10 @@ CASES = [
          "--train_batch_size must be >= 1, got 0"),
     Case("zero temperature", "simclr_tf.run", (*RUN, "--model_dir={new}", "--temperature=0"),
          "--temperature must be > 0"),
+    Case("gradient-cache chunk that does not divide the batch", "simclr_tf.run",
+         (*RUN, "--model_dir={new}", "--gradient_cache_chunk_size=5"),
+         "--gradient_cache_chunk_size=5 must divide the per-replica batch of 16 images (--train_batch_size over the "
+         "replicas)"),
     Case("labels subset while pretraining", "simclr_tf.run", (*RUN, "--model_dir={new}", "--label_fraction=0.1"),
          "needs --train_mode='finetune'"),
     Case("unknown dataset", "simclr_tf.run", (*RUN, "--model_dir={new}", "--dataset=no_such_dataset"),

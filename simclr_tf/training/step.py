@@ -43,6 +43,37 @@ def views_to_batch(views: tf.Tensor) -> tf.Tensor:
     return tf.concat(tf.unstack(views, axis=1), axis=0)
 
 
+def supervised_terms(outputs: dict, labels: tf.Tensor, num_views: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per-view cross-entropy of the supervised head and whether its arg-max is right (float32 0/1)."""
+    logits = tf.cast(outputs["logits_sup"], tf.float32)
+    view_labels = tf.tile(labels, [num_views])
+    cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=view_labels, logits=logits)
+    predicted = tf.argmax(logits, axis=1, output_type=view_labels.dtype)
+    return cross_entropy, tf.cast(tf.equal(predicted, view_labels), tf.float32)
+
+
+def weight_decay_term(model: SimCLRModel, config: StepConfig) -> tf.Tensor:
+    return tf.cast(l2_penalty(model, config.weight_decay, config.optimizer_name), tf.float32)
+
+
+def for_optimizer(loss: tf.Tensor, optimizer: keras.optimizers.Optimizer) -> tf.Tensor:
+    """The loss to differentiate: multiplied by the loss scale when the optimizer has one."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer.scale_loss(loss)
+    return loss
+
+
+def nan_unless_finite(loss: tf.Tensor, gradients) -> tf.Tensor:
+    """`loss`, or NaN when a gradient is not finite.
+
+    A finite loss can come with NaN gradients: oneDNN's CPU kernels can turn NaN
+    activations into zeros on the way forward but not on the way back. total_loss
+    is what the loop checks, so it is NaN when either is.
+    """
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None])
+    return tf.where(finite, loss, float("nan"))
+
+
 def make_train_step(
     model: SimCLRModel,
     optimizer: keras.optimizers.Optimizer,
@@ -69,29 +100,16 @@ def make_train_step(
                     contrast_entropy=named["contrastive_entropy"],
                 )
             if config.supervised:
-                logits = tf.cast(outputs["logits_sup"], tf.float32)
-                view_labels = tf.tile(labels, [num_views])
-                supervised_loss = tf.reduce_mean(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=view_labels, logits=logits)
-                )
+                cross_entropy, correct = supervised_terms(outputs, labels, num_views)
+                supervised_loss = tf.reduce_mean(cross_entropy)
                 loss += supervised_loss
-                predicted = tf.argmax(logits, axis=1, output_type=view_labels.dtype)
-                metrics.update(
-                    supervised_loss=supervised_loss,
-                    supervised_acc=tf.reduce_mean(tf.cast(tf.equal(predicted, view_labels), tf.float32)),
-                )
-            weight_decay = tf.cast(l2_penalty(model, config.weight_decay, config.optimizer_name), tf.float32)
+                metrics.update(supervised_loss=supervised_loss, supervised_acc=tf.reduce_mean(correct))
+            weight_decay = weight_decay_term(model, config)
             loss += weight_decay
-            scaled_loss = distributed.scale_loss_for_replicas(loss)
-            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-                scaled_loss = optimizer.scale_loss(scaled_loss)
+            scaled_loss = for_optimizer(distributed.scale_loss_for_replicas(loss), optimizer)
         gradients = tape.gradient(scaled_loss, variables)
         optimizer.apply_gradients(zip(gradients, variables))
-        # A finite loss can come with NaN gradients: oneDNN's CPU kernels can turn NaN
-        # activations into zeros on the way forward but not on the way back. total_loss
-        # is what the loop checks, so it is NaN when either is.
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None])
-        metrics.update(total_loss=tf.where(finite, loss, float("nan")), weight_decay=weight_decay)
+        metrics.update(total_loss=nan_unless_finite(loss, gradients), weight_decay=weight_decay)
         return metrics
 
     return step

@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from simclr_tf.augment import AugmentConfig
-from simclr_tf.config import PRECISIONS, RunConfig
+from simclr_tf.config import PRECISIONS, RunConfig, TrainConfig
 from simclr_tf.data import Source, build_source, subset
 from simclr_tf.errors import ConfigError, UserError
 from simclr_tf.input_pipeline import pretrain_dataset
@@ -37,6 +37,7 @@ from simclr_tf.training.builders import (
 )
 from simclr_tf.training.preemption import CoordinatedStop, StopRequest, spans_processes
 from simclr_tf.training.progress import Progress
+from simclr_tf.training.gradient_cache import make_cached_train_step
 from simclr_tf.training.step import StepConfig, make_train_step, metric_names
 from simclr_tf.training.workers import is_chief, worker_dir
 
@@ -101,6 +102,18 @@ def train_augment_config(config: RunConfig) -> tuple[AugmentConfig, int]:
     return config.augment, 2
 
 
+def gradient_cache_chunks(train: TrainConfig, per_replica_batch_size: int) -> int:
+    """How many chunks a replica's batch runs in (1 without gradient caching)."""
+    chunk = train.gradient_cache_chunk_size
+    if not chunk:
+        return 1
+    if per_replica_batch_size % chunk:
+        raise ConfigError("TrainConfig.gradient_cache_chunk_size",
+                          f"must divide the per-replica batch of {per_replica_batch_size} images "
+                          f"(TrainConfig.train_batch_size over the replicas)", value=chunk)
+    return per_replica_batch_size // chunk
+
+
 def uses_supervised_head(config: RunConfig, source: Source) -> bool:
     if config.train.train_mode == "finetune":
         if not source.num_classes:
@@ -160,8 +173,11 @@ class Trainer:
         self.per_replica_batch_size = per_replica_batch_size(
             self.global_batch_size, strategy.num_replicas_in_sync, "TrainConfig.train_batch_size"
         )
+        self.num_chunks = gradient_cache_chunks(config.train, self.per_replica_batch_size)
         if config.train.train_mode == "finetune":  # One view per image: the batch can be odd.
-            check_cpu_gradient_batch(self.per_replica_batch_size, strategy, "TrainConfig.train_batch_size")
+            check_cpu_gradient_batch(self.per_replica_batch_size // self.num_chunks, strategy,
+                                     "TrainConfig.gradient_cache_chunk_size" if self.num_chunks > 1
+                                     else "TrainConfig.train_batch_size")
         self.schedule = plan_steps(config, self.source.num_examples)
         if self.schedule.ends_in_warmup and is_chief(strategy):
             printer(warmup_warning(self.schedule, config))
@@ -248,7 +264,10 @@ class Trainer:
 
     def _make_loop(self):
         strategy = self.strategy
-        replica_step = make_train_step(self.model, self.optimizer, self.step_config)
+        if self.config.train.gradient_cache_chunk_size:
+            replica_step = make_cached_train_step(self.model, self.optimizer, self.step_config, self.num_chunks)
+        else:
+            replica_step = make_train_step(self.model, self.optimizer, self.step_config)
         if self.config.train.jit_compile:
             # Only the step: XLA cannot compile the loop's read from the input iterator.
             replica_step = tf.function(replica_step, jit_compile=True)
@@ -297,6 +316,10 @@ class Trainer:
             f"steps {step}/{total} (warmup {self.schedule.warmup_steps}); {origin}"
         )
         self.printer(self.weight_decay_summary)
+        if self.config.train.gradient_cache_chunk_size:
+            chunk = self.config.train.gradient_cache_chunk_size
+            self.printer(f"gradient cache: {self.num_chunks} chunk(s) of {chunk} images per replica; batch norm "
+                         f"normalises each chunk with its own statistics (ghost batches of {chunk} images)")
         writer = tf.summary.create_file_writer(os.path.join(self.config.model_dir, "train")) if chief \
             else tf.summary.create_noop_writer()
         summary = {"step": step, "total_steps": total, "metrics": {}, "seconds": 0.0, "stopped_by": None}
