@@ -1,6 +1,6 @@
 """Benchmark: memory and speed of gradient caching, and what a large batch buys on our hardware.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/gradient_cache.py [--runs=256:0,1024:0,4096:0,4096:256,4096:128] \
+    PYTHONPATH=. .venv/bin/python benchmarks/gradient_cache.py [--runs=128:0,256:0,1024:0,4096:0,4096:256,4096:128] \
         [--output_json=PATH]
     PYTHONPATH=. .venv/bin/python benchmarks/gradient_cache.py --quality [--quality_epochs=2]
 
@@ -40,7 +40,7 @@ from simclr_tf.io_utils import write_json_atomically
 from simclr_tf.precision import resolve_precision
 from simclr_tf.training.trainer import Trainer
 
-flags.DEFINE_list("runs", ["256:0", "1024:0", "4096:0", "4096:256", "4096:128"],
+flags.DEFINE_list("runs", ["128:0", "256:0", "1024:0", "4096:0", "4096:256", "4096:128"],
                   "GLOBAL_BATCH:CHUNK pairs (images; CHUNK 0 = plain step), each in its own subprocess.")
 flags.DEFINE_integer("steps", 2, "Timed steps per run, after one untimed step (which traces and compiles).")
 flags.DEFINE_integer("image_size", 32, "View size in pixels.")

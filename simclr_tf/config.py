@@ -44,6 +44,10 @@ class ModelConfig:
     ft_proj_selector: int = 0
     zero_init_logits_layer: bool = False
     fused_batch_norm: bool = True  # TF's fused kernel where BN is not cross-replica (faster, same math)
+    # Batch variance as E[x^2] - E[x]^2 also on one device: the arithmetic of cross-replica BN, and of
+    # the original code's SyncBatchNormalization. Imported original models set it, so that their
+    # batch-statistics outputs equal the original's to float32 rounding (two passes differ by ~2e-5).
+    one_pass_batch_norm: bool = False
 
     def __post_init__(self):
         if self.resnet_depth not in RESNET_DEPTHS:

@@ -25,6 +25,7 @@ from simclr_tf.reference_import import (
 from simclr_tf.reference_import.compare import difference, random_images
 from simclr_tf.reference_import.mapping import map_variables
 from simclr_tf.reference_import.parse import parse_all
+from simclr_tf.reference_import.read import ReferenceSourceError
 from simclr_tf.run_dir import RunDir
 from simclr_tf.training.checkpoints import model_from_run
 
@@ -34,7 +35,8 @@ CHECKPOINT = os.path.join(FIXTURE, "ckpt-3")
 SOURCES = {"saved_model": SAVED_MODEL, "checkpoint": CHECKPOINT}
 TOLERANCE = 1e-5  # of each output's largest magnitude
 # Batch statistics: the original's SyncBatchNormalization (global_bn) computes the variance as
-# E[x^2] - E[x]^2, our one-device BN in two passes; their float32 rounding differs by this much.
+# E[x^2] - E[x]^2, as imported runs do (ModelConfig.one_pass_batch_norm). Our default one-device
+# BN computes it in two passes, and the float32 rounding of the two differs by this much.
 TWO_PASS_TOLERANCE = 1e-4
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(FIXTURE), reason=f"fixture of the original code absent: {FIXTURE}")
@@ -81,18 +83,20 @@ def original(images):
 @pytest.fixture(scope="module", params=list(SOURCES))
 def imported(request, images):
     """What our model imported from one source computes: inference outputs, the moving
-    statistics as imported, batch-statistics outputs (two-pass BN, then the original's
-    one-pass arithmetic) and the moving statistics after the first training-mode call."""
+    statistics as imported, batch-statistics outputs (as imported: the original's one-pass
+    arithmetic; then our default two-pass BN) and the moving statistics after the first
+    training-mode call."""
     loaded = load_reference(SOURCES[request.param])
     model = loaded.model
+    assert loaded.architecture.model.one_pass_batch_norm
     imported_statistics = moving_statistics(model)
     inference = outputs(model, images, False)
-    two_pass = outputs(model, images, True)
+    one_pass = outputs(model, images, True)
     updated = moving_statistics(model)
     for layer in model._flatten_layers():
         if isinstance(layer, FusedBatchNormalization):
-            layer.synchronized = True  # Keras's E[x^2] - E[x]^2 path, as the original's global BN.
-    one_pass = outputs(model, images, True)
+            layer.synchronized = False  # Our default one-device BN: two passes.
+    two_pass = outputs(model, images, True)
     return dict(source=request.param, loaded=loaded, inference=inference, imported_statistics=imported_statistics,
                 two_pass=two_pass, one_pass=one_pass, updated=updated)
 
@@ -173,6 +177,27 @@ def test_the_written_run_opens_and_computes_the_same_outputs(tmp_path, images, o
     assert checkpoint == result.checkpoint
     differences = relative_differences(outputs(model, images, False), original[0])
     assert within(differences, TOLERANCE), differences
+    # The run keeps the original's BN arithmetic: batch statistics as the original computes them.
+    assert run.config.model.one_pass_batch_norm
+    differences = relative_differences(outputs(model, images, True), original[1])
+    assert within(differences, TOLERANCE), differences
+
+
+def test_the_weights_are_read_as_data_and_the_saved_model_runs_only_to_verify(tmp_path, monkeypatch):
+    """A SavedModel of unknown origin may hold ops that read or write files: loading it runs its graph."""
+    from simclr_tf.reference_import.api import verifies_by_default
+
+    loads = []
+    monkeypatch.setattr(tf.saved_model, "load", lambda path, *args, **kwargs: loads.append(path) or 1 / 0)
+    loaded = load_reference(SAVED_MODEL)
+    assert loaded.num_variables == 121 and loaded.weights.step == 3 and loads == []
+    result = import_reference(SAVED_MODEL, str(tmp_path / "unverified"), verify=False)
+    assert result.differences is None and loads == []
+    with pytest.raises(ReferenceSourceError, match="cannot be loaded as a SavedModel .ZeroDivisionError."):
+        # The comparison (the default for a local path) loads it.
+        import_reference(SAVED_MODEL, str(tmp_path / "verified"))
+    assert loads == [os.path.join(SAVED_MODEL, "3")]
+    assert verifies_by_default(SAVED_MODEL) and not verifies_by_default("gs://simclr-checkpoints-tf2/x/saved_model")
 
 
 def test_a_directory_that_holds_files_is_refused_and_left_alone(tmp_path):
@@ -242,6 +267,11 @@ def test_cli_imports_compares_and_refuses(tmp_path):
         assert f"\n{name} " in result.stdout, name
     assert f"wrote {model_dir} ({model_dir}/ckpt-3)" in result.stdout
     assert RunDir.open(model_dir).latest_checkpoint() == os.path.join(model_dir, "ckpt-3")
+
+    unverified = run_module("simclr_tf.reference_import", SAVED_MODEL, f"--model_dir={tmp_path / 'unverified'}",
+                            "--noverify")
+    assert unverified.returncode == 0, unverified.stderr[-3000:]
+    assert "mapped 121 variables" in unverified.stdout and "relative" not in unverified.stdout
 
     again = run_module("simclr_tf.import_reference", CHECKPOINT, f"--model_dir={model_dir}")
     assert again.returncode == 1 and "Traceback" not in again.stderr

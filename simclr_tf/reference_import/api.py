@@ -18,7 +18,7 @@ from simclr_tf.reference_import.compare import OutputDifference, output_differen
 from simclr_tf.reference_import.infer import Architecture, infer_architecture
 from simclr_tf.reference_import.mapping import assign, map_variables
 from simclr_tf.reference_import.parse import parse_all
-from simclr_tf.reference_import.read import SAVED_MODEL, ReferenceWeights, read_reference
+from simclr_tf.reference_import.read import SAVED_MODEL, ReferenceWeights, load_saved_model, read_reference
 from simclr_tf.reference_import.write import check_model_dir, write_run
 from simclr_tf.training.builders import build_model
 
@@ -100,22 +100,29 @@ def model_from_reference(src: str, **options) -> tuple[SimCLRModel, ModelConfig,
     return loaded.model, loaded.architecture.model, loaded.architecture.num_classes, loaded.weights.step or 0
 
 
-def import_reference(src: str, model_dir: str, *, tolerance: float | None = DEFAULT_TOLERANCE,
+def verifies_by_default(src: str) -> bool:
+    """The output comparison runs the original SavedModel's graph: by default only for local files."""
+    return "://" not in src
+
+
+def import_reference(src: str, model_dir: str, *, tolerance: float = DEFAULT_TOLERANCE, verify: bool | None = None,
                      compare_batch_size: int = 4, image_size: int | None = None, batch_norm_decay: float = 0.9,
                      train_mode: str = "pretrain", ft_proj_selector: int = 0) -> ImportResult:
     """Writes the original model at `src` to `model_dir` as a simclr_tf.run model_dir.
 
-    From a SavedModel, both models first run on the same random images (inference mode)
-    and nothing is written if an output differs by more than `tolerance` x its largest
-    magnitude (OutputMismatchError); tolerance=None skips the check.
+    The weights are read as data, never by running the SavedModel. With `verify` (default:
+    for a local SavedModel, see `verifies_by_default`) the original module is then loaded
+    and both models run on the same random images (inference mode); nothing is written if
+    an output differs by more than `tolerance` x its largest magnitude (OutputMismatchError).
     """
     check_model_dir(model_dir)
     loaded = load_reference(src, image_size=image_size, batch_norm_decay=batch_norm_decay, train_mode=train_mode,
                             ft_proj_selector=ft_proj_selector)
     differences = None
-    if loaded.weights.module is not None and tolerance is not None:
+    verify = verifies_by_default(src) if verify is None else verify
+    if loaded.weights.style == SAVED_MODEL and verify:
         images = random_images(compare_batch_size, loaded.image_size)
-        differences = output_differences(loaded.weights.module, loaded.model, images)
+        differences = output_differences(load_saved_model(loaded.weights.path), loaded.model, images)
         if any(not d.relative <= tolerance for d in differences.values()):
             raise OutputMismatchError(differences, tolerance)
     config = RunConfig(model_dir=model_dir, model=loaded.architecture.model,

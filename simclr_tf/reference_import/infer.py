@@ -132,6 +132,8 @@ def infer_architecture(entries: list[Entry], arrays: dict[str, np.ndarray], *, b
             proj_out_dim=shape(head[-1]["dense"][0])[-1] if head else 128,
             num_proj_layers=max(1, len(head)),
             ft_proj_selector=ft_proj_selector,
+            # The original's global BN (SyncBatchNormalization) computes E[x^2] - E[x]^2.
+            one_pass_batch_norm=True,
         )
     except UserError as error:
         raise ArchitectureError(f"the inferred architecture is not valid: {error}") from error

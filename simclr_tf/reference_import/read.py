@@ -20,6 +20,8 @@ import re
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
+from tensorflow.core.protobuf import saved_model_pb2, trackable_object_graph_pb2
 
 from simclr_tf.errors import PathError
 
@@ -42,14 +44,12 @@ class ReferenceWeights:
     style: SAVED_MODEL (keys are variable names) or CHECKPOINT (keys are object paths).
     step: the training step (checkpoint: its global_step; SavedModel: its numeric
       directory name; None when unknown).
-    module: the loaded SavedModel (to run it), None for a checkpoint.
     """
 
     path: str
     style: str
     arrays: dict[str, np.ndarray]
     step: int | None
-    module: object | None = None
 
 
 def read_reference(src: str) -> ReferenceWeights:
@@ -81,34 +81,47 @@ def _numeric_subdirs_with_saved_model(directory: str) -> list[int]:
 
 
 def _read_saved_model(path: str) -> ReferenceWeights:
+    """The SavedModel's weights, read as data: its object graph names each variable, and the
+    checkpoint reader on variables/variables holds the values. Nothing of its graph runs: a
+    SavedModel from a bucket or a colleague could hold ops that read or write files."""
+    proto = saved_model_pb2.SavedModel()
     try:
-        module = tf.saved_model.load(path)
-    except Exception as error:  # A broken or foreign SavedModel; TF raises several types.
-        raise ReferenceSourceError("src", path, f"cannot be loaded as a SavedModel ({type(error).__name__})") from error
+        with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
+            proto.ParseFromString(f.read())
+        reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+        values = trackable_object_graph_pb2.TrackableObjectGraph()
+        values.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    except (DecodeError, tf.errors.OpError, ValueError) as error:
+        raise ReferenceSourceError("src", path, f"cannot be read as a SavedModel ({type(error).__name__})") from error
+    if not proto.meta_graphs:
+        raise ReferenceSourceError("src", path, "SavedModel has no MetaGraph")
+    nodes = proto.meta_graphs[0].object_graph_def.nodes
     arrays = {}
-    for variable in saved_model_variables(module):
-        if variable.name in arrays:
-            raise ReferenceSourceError("src", path, f"has two variables named {variable.name}")
-        arrays[variable.name] = variable.numpy()
+    for index, node in enumerate(nodes):
+        if node.WhichOneof("kind") != "variable":
+            continue
+        # A loaded tf.Variable is named "<name>:0"; the original code's names are kept that way.
+        name = f"{node.variable.name}:0"
+        keys = [a.checkpoint_key for a in values.nodes[index].attributes if a.name == "VARIABLE_VALUE"] \
+            if index < len(values.nodes) else []
+        if not keys:
+            raise ReferenceSourceError("src", path, f"variable {name} has no value in variables/variables")
+        if name in arrays:
+            raise ReferenceSourceError("src", path, f"has two variables named {name}")
+        arrays[name] = reader.get_tensor(keys[0])
     if not arrays:
         raise ReferenceSourceError("src", path, "SavedModel has no variables")
     step = os.path.basename(path.rstrip("/"))
-    return ReferenceWeights(path, SAVED_MODEL, arrays, int(step) if step.isdigit() else None, module)
+    return ReferenceWeights(path, SAVED_MODEL, arrays, int(step) if step.isdigit() else None)
 
 
-def saved_model_variables(module) -> list[tf.Variable]:
-    """Every variable reachable from a loaded SavedModel, once each.
-
-    A restored Keras model has no `variables` property after tf.saved_model.load
-    (without tf_keras), and `trainable_variables_list` lacks the BN moving statistics,
-    so the object graph is walked.
-    """
-    variables, seen = [], set()
-    for trackable in tf.train.TrackableView(module).descendants():
-        if isinstance(trackable, tf.Variable) and id(trackable) not in seen:
-            seen.add(id(trackable))
-            variables.append(trackable)
-    return variables
+def load_saved_model(path: str):
+    """The original SavedModel loaded to RUN it (output comparison, evaluation of the module):
+    this executes its graph, which a SavedModel of unknown origin should not be trusted with."""
+    try:
+        return tf.saved_model.load(path)
+    except Exception as error:  # A broken or foreign SavedModel; TF raises several types.
+        raise ReferenceSourceError("src", path, f"cannot be loaded as a SavedModel ({type(error).__name__})") from error
 
 
 def _read_checkpoint(prefix: str) -> ReferenceWeights:

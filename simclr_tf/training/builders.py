@@ -29,9 +29,10 @@ def build_model(
 
     Cross-replica ("global") BN is only requested with several replicas: Keras's
     synchronized BN computes the variance as E[x^2] - E[x]^2, which on one device
-    is less exact than plain BN's two-pass moments and buys nothing.
+    is less exact than plain BN's two-pass moments and buys nothing - unless
+    `config.one_pass_batch_norm` asks for that arithmetic (imported original models).
     """
-    global_bn = config.global_bn and num_replicas > 1
+    global_bn = (config.global_bn and num_replicas > 1) or config.one_pass_batch_norm
     bn = dict(batch_norm_momentum=config.batch_norm_decay, global_bn=global_bn)
     encoder = ResNet(
         depth=config.resnet_depth,
