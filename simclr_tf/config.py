@@ -91,6 +91,9 @@ class OptimizerConfig:
             _fail(self, "weight_decay", self.weight_decay, "must be >= 0")
 
 
+TRAIN_MODES = ("pretrain", "finetune", "distill")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     train_mode: str = "pretrain"
@@ -116,6 +119,12 @@ class TrainConfig:
     # Gradient caching (simclr_tf.training.gradient_cache): each replica's batch runs in chunks of this
     # many images, so the batch is not limited by activation memory; 0 = off.
     gradient_cache_chunk_size: int = 0
+    # Distillation (train_mode "distill", SimCLRv2): the frozen teacher (a fine-tuned run, checkpoint or
+    # exported module) gives soft labels softmax(logits / distill_temperature) for every training image;
+    # loss = (1 - distill_label_weight) * distillation + distill_label_weight * cross-entropy(labels).
+    teacher: str | None = None
+    distill_temperature: float = 1.0
+    distill_label_weight: float = 0.0
     # Semi-supervised fine-tuning on part of the labels: a class-balanced subset of the train
     # split drawn with `seed` (or the ids of `subset_ids`, a file an earlier run wrote).
     label_fraction: float = 0.0
@@ -127,8 +136,17 @@ class TrainConfig:
         return bool(self.label_fraction or self.examples_per_class or self.subset_ids)
 
     def __post_init__(self):
-        if self.train_mode not in ("pretrain", "finetune"):
-            _fail(self, "train_mode", self.train_mode, "must be pretrain or finetune")
+        if self.train_mode not in TRAIN_MODES:
+            _fail(self, "train_mode", self.train_mode, f"must be one of {TRAIN_MODES}")
+        if self.train_mode == "distill" and not self.teacher:
+            _fail(self, "teacher", self.teacher, "must name the teacher when TrainConfig.train_mode='distill'")
+        if self.teacher and self.train_mode != "distill":
+            _fail(self, "teacher", self.teacher, "is only used by TrainConfig.train_mode='distill'")
+        if self.distill_temperature <= 0:
+            _fail(self, "distill_temperature", self.distill_temperature, "must be > 0")
+        if not 0 <= self.distill_label_weight <= 1:
+            _fail(self, "distill_label_weight", self.distill_label_weight, "must be in [0, 1]")
+
         if self.train_batch_size < 1:
             _fail(self, "train_batch_size", self.train_batch_size, "must be >= 1")
         if self.train_epochs < 1 and self.train_steps < 1:

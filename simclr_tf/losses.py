@@ -143,3 +143,29 @@ def contrastive_metrics(output: NTXentOutput) -> dict[str, tf.Tensor]:
         tf.reduce_sum(probabilities * tf.nn.log_softmax(logits, axis=1), axis=1)
     )
     return {"contrastive_accuracy": accuracy, "contrastive_entropy": entropy}
+
+
+def distillation_cross_entropy(teacher_logits: tf.Tensor, student_logits: tf.Tensor, temperature: float) -> tf.Tensor:
+    """Per example, -sum_y P_T(y|x; tau) log P_S(y|x; tau): float32 [n].
+
+    Self-distillation of SimCLRv2, Chen et al. 2020, arXiv:2006.10029, §2 (eq. 2), with
+    P(y|x; tau) = softmax(logits / tau) and the teacher's probabilities fixed (no gradient).
+    Its batch mean is `distillation_loss`; under a strategy, scale that with
+    `distributed.scale_loss_for_replicas` like the other losses.
+
+    Raises:
+      ValueError: if temperature <= 0 or the logits' shapes differ.
+    """
+    if not temperature > 0:
+        raise ValueError(f"`temperature` must be > 0, got {temperature!r}.")
+    if not teacher_logits.shape.is_compatible_with(student_logits.shape):
+        raise ValueError(f"teacher and student logits must have the same shape, got {teacher_logits.shape} and "
+                         f"{student_logits.shape}.")
+    teacher_probabilities = tf.stop_gradient(tf.nn.softmax(tf.cast(teacher_logits, tf.float32) / temperature, axis=-1))
+    student_log_probabilities = tf.nn.log_softmax(tf.cast(student_logits, tf.float32) / temperature, axis=-1)
+    return -tf.reduce_sum(teacher_probabilities * student_log_probabilities, axis=-1)
+
+
+def distillation_loss(teacher_logits: tf.Tensor, student_logits: tf.Tensor, temperature: float) -> tf.Tensor:
+    """The batch mean of `distillation_cross_entropy` (SimCLRv2, arXiv:2006.10029, eq. 2)."""
+    return tf.reduce_mean(distillation_cross_entropy(teacher_logits, student_logits, temperature))

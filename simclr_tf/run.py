@@ -42,7 +42,17 @@ from simclr_tf.training.workers import is_chief, worker_dir
 from tf_hub_export import export_checkpoint
 
 flags.DEFINE_enum("mode", "train", ["train", "eval", "train_then_eval"], "Train, evaluate the newest checkpoint, or both.")
-flags.DEFINE_enum("train_mode", "pretrain", ["pretrain", "finetune"], "SimCLR pretraining, or supervised fine-tuning.")
+flags.DEFINE_enum("train_mode", "pretrain", ["pretrain", "finetune", "distill"],
+                  "SimCLR pretraining, supervised fine-tuning, or distillation of --teacher into this run's model "
+                  "(SimCLRv2).")
+flags.DEFINE_string("teacher", None,
+                    "--train_mode=distill: the frozen teacher giving soft labels - a fine-tuned simclr_tf.run model_dir "
+                    "or checkpoint, a module exported by tf_hub_export, or an original google-research/simclr "
+                    "SavedModel or checkpoint (imported into model_dir/imported_teacher first).")
+flags.DEFINE_float("distill_temperature", 1.0, "Distillation temperature tau of both softmaxes (SimCLRv2: 1).")
+flags.DEFINE_float("distill_label_weight", 0.0,
+                   "alpha: loss = (1 - alpha) * distillation + alpha * cross-entropy with the training labels (SimCLRv2 "
+                   "eq. 3; 0 = labels unused, the paper's distillation on unlabeled images).")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, summaries and results go. A run resumes from here.")
 flags.DEFINE_string("checkpoint", None,
                     "Checkpoint (prefix or directory) to initialise from when model_dir has none, e.g. the "
@@ -183,6 +193,7 @@ def run(config: RunConfig, flag_values: dict | None = None, printer: Callable[[s
     config = _with_precision(config, strategy, printer)
     trains = config.mode in ("train", "train_then_eval")
     original = _fine_tunes_an_original_model(config)  # Before anything is written.
+    original_teacher = bool(config.train.teacher) and reference_import.is_reference(config.train.teacher)
     with contextlib.ExitStack() as held:
         if is_chief(strategy):
             run_records.recorded_config(config.model_dir)  # A model_dir that is a file: before the lock file.
@@ -191,6 +202,8 @@ def run(config: RunConfig, flag_values: dict | None = None, printer: Callable[[s
                 if lock.taken_over:
                     print(f"took over {lock.path} from {lock.taken_over}, which is no longer running", flush=True)
             print(f"model_dir: {run_records.prepare(config, flag_values)}", flush=True)
+        if original_teacher:
+            config = _import_original_teacher(config, strategy, printer)
         _run(_import_original(config, strategy, printer) if original else config, strategy, printer)
 
 
@@ -205,6 +218,7 @@ def _with_precision(config: RunConfig, strategy: tf.distribute.Strategy, printer
 
 # Where an original SimCLR model given as --checkpoint is imported (inside each worker's dir).
 IMPORTED_CHECKPOINT_DIR = "imported_checkpoint"
+IMPORTED_TEACHER_DIR = "imported_teacher"
 
 
 def _fine_tunes_an_original_model(config: RunConfig) -> bool:
@@ -234,6 +248,20 @@ def _import_original(config: RunConfig, strategy: tf.distribute.Strategy, printe
         printer(f"imported the original SimCLR model {config.checkpoint} ({result.architecture.describe()}, "
                 f"{result.num_variables} variables) into {target}")
     return dataclasses.replace(config, checkpoint=target)
+
+
+def _import_original_teacher(config: RunConfig, strategy: tf.distribute.Strategy, printer) -> RunConfig:
+    """The config with --teacher replaced by the original model imported as one of our runs (once)."""
+    target = os.path.join(worker_dir(strategy, config.model_dir), IMPORTED_TEACHER_DIR)
+    if not tf.io.gfile.exists(os.path.join(target, run_dir.CONFIG_FILE)):
+        result = reference_import.import_reference(config.train.teacher, target, image_size=config.augment.image_size,
+                                                   train_mode="finetune")
+        if not result.architecture.num_classes:
+            raise run_dir.CheckpointError("teacher", config.train.teacher,
+                                          "has no supervised head: distil from a fine-tuned model")
+        printer(f"imported the original SimCLR teacher {config.train.teacher} ({result.architecture.describe()}) "
+                f"into {target}")
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, teacher=target))
 
 
 def _run(config: RunConfig, strategy: tf.distribute.Strategy, printer) -> None:

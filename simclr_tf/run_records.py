@@ -36,6 +36,7 @@ WEIGHT_DEFINING_FIELDS = (
     *(("model", field) for field in ARCHITECTURE_FIELDS),
     ("optimizer", "optimizer"),  # Its slot variables are in every checkpoint.
     ("train", "train_mode"), ("train", "lineareval_while_pretraining"),  # Which heads exist.
+    ("train", "teacher"),  # What a distilled student learns.
     ("train", "label_fraction"), ("train", "examples_per_class"), ("train", "subset_ids"),  # Which labels.
     ("source", "dataset"),  # The supervised head's classes.
 )

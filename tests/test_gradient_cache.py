@@ -162,6 +162,33 @@ def test_with_frozen_batch_norm_chunks_give_the_full_batch_gradients_exactly():
     assert_close_per_variable(results[1], results[0], 1e-6, ["kernel", "bias"])
 
 
+def test_distillation_in_chunks_gives_the_full_batch_gradients_with_frozen_batch_norm():
+    """Distillation's losses are means over examples: with BN frozen, chunks change nothing."""
+    views, labels = batch(8, num_views=1)
+    projection = tf.constant(np.random.default_rng(5).normal(0, 1, (3, NUM_CLASSES)).astype("float32"))
+
+    def teacher_logits(images):  # A fixed function of the images, as a frozen teacher is.
+        return tf.matmul(tf.reduce_mean(images, axis=(1, 2)), projection) * 5.0
+
+    config = StepConfig(train_mode="distill", temperature=0.5, hidden_norm=True, weight_decay=1e-3,
+                        optimizer_name="momentum", supervised=True, distill_temperature=2.0, distill_label_weight=0.3)
+    results = []
+    for num_chunks in (None, 4):
+        model, _ = make_model(train_mode="distill")
+        freeze_for_finetuning(model, fine_tune_after_block=4, ft_proj_selector=0)
+        optimizer = RecordingOptimizer(learning_rate=1.0)
+        optimizer.build(model.trainable_variables)
+        step = make_train_step(model, optimizer, config, teacher_logits) if num_chunks is None else \
+            make_cached_train_step(model, optimizer, config, num_chunks, teacher_logits)
+        metrics = tf.function(step)(views, labels)
+        results.append((state(model, optimizer)[0], {k: float(v) for k, v in metrics.items()}))
+    (expected, expected_metrics), (gradients, metrics) = results
+    assert_close_per_variable(gradients, expected, 1e-6, ["kernel", "bias"])
+    assert metrics.keys() == expected_metrics.keys() >= {"distill_loss", "teacher_agreement", "supervised_loss"}
+    for name, value in expected_metrics.items():
+        assert metrics[name] == pytest.approx(value, rel=1e-6), name
+
+
 def run_on_replicas(strategy, make_step, global_batch):
     views, labels = batch(global_batch)
     with strategy.scope():

@@ -44,7 +44,7 @@ from simclr_tf.training.step import (
     StepConfig,
     for_optimizer,
     nan_unless_finite,
-    supervised_terms,
+    per_example_terms,
     views_to_batch,
     weight_decay_term,
 )
@@ -76,16 +76,19 @@ def make_cached_train_step(
     optimizer: keras.optimizers.Optimizer,
     config: StepConfig,
     num_chunks: int,
+    teacher_logits: Callable[[tf.Tensor], tf.Tensor] | None = None,
 ) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
     """Returns `step(views, labels) -> {metric: local float32 scalar}` for `strategy.run`.
 
-    The same contract and metrics as `simclr_tf.training.step.make_train_step`; the
-    replica's batch (its first axis) must split into `num_chunks` equal chunks.
-    In fine-tuning there is no contrastive term, and the step is plain gradient
-    accumulation over the chunks (steps (a) and (b) are skipped).
+    The same contract, arguments and metrics as `simclr_tf.training.step.make_train_step`;
+    the replica's batch (its first axis) must split into `num_chunks` equal chunks. In
+    fine-tuning and distillation every loss is a mean over examples, and the step is plain
+    gradient accumulation over the chunks (steps (a) and (b) are skipped).
     """
     if num_chunks < 1:
         raise ValueError(f"num_chunks must be >= 1, got {num_chunks!r}")
+    if config.distills and teacher_logits is None:
+        raise ValueError("distillation needs teacher_logits")
     variables = model.trainable_variables
     pretrain = config.train_mode == "pretrain"
     statistics = moving_statistics(model) if pretrain else []
@@ -124,7 +127,7 @@ def make_cached_train_step(
                            contrast_entropy=named["contrastive_entropy"])
             ready = projection_gradients
 
-        supervised_loss = supervised_correct = tf.constant(0.0)
+        example_loss, sums = tf.constant(0.0), {}
         gradients = None
         for index, (views_of_chunk, labels_of_chunk) in enumerate(zip(chunk_views, chunk_labels)):  # (c)
             images = _after(views_to_batch(views_of_chunk), ready)
@@ -134,11 +137,13 @@ def make_cached_train_step(
                 if pretrain:
                     z = tf.cast(outputs[PROJECTIONS], tf.float32)
                     surrogate += tf.reduce_sum(z * tf.stop_gradient(projection_gradients[index]))
-                if config.supervised:
-                    cross_entropy, correct = supervised_terms(outputs, labels_of_chunk, num_views)
-                    chunk_loss = tf.reduce_sum(cross_entropy) / local_views
-                    supervised_loss += chunk_loss
-                    supervised_correct += tf.reduce_sum(correct)
+                if config.supervised or config.distills:
+                    teacher = teacher_logits(images) if config.distills else None
+                    example_losses, chunk_sums = per_example_terms(outputs, labels_of_chunk, num_views, config,
+                                                                   teacher)
+                    chunk_loss = tf.reduce_sum(example_losses) / local_views
+                    example_loss += chunk_loss
+                    sums = {name: sums.get(name, 0.0) + value for name, value in chunk_sums.items()}
                     surrogate += distributed.scale_loss_for_replicas(chunk_loss)
                 if index == 0:
                     weight_decay = weight_decay_term(model, config)
@@ -149,9 +154,8 @@ def make_cached_train_step(
             ready = gradients
 
         optimizer.apply_gradients(zip(gradients, variables))
-        if config.supervised:
-            loss += supervised_loss
-            metrics.update(supervised_loss=supervised_loss, supervised_acc=supervised_correct / local_views)
+        loss += example_loss
+        metrics.update({name: total / local_views for name, total in sums.items()})
         loss += weight_decay
         metrics.update(total_loss=nan_unless_finite(loss, gradients), weight_decay=weight_decay)
         return metrics

@@ -14,28 +14,60 @@ import keras
 import tensorflow as tf
 
 from simclr_tf import distributed
-from simclr_tf.losses import contrastive_metrics, nt_xent_loss
+from simclr_tf.losses import contrastive_metrics, distillation_cross_entropy, nt_xent_loss
 from simclr_tf.models import SimCLRModel
 from simclr_tf.training.builders import l2_penalty
 
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
-    train_mode: str  # "pretrain" or "finetune"
+    train_mode: str  # "pretrain", "finetune" or "distill"
     temperature: float
     hidden_norm: bool
     weight_decay: float
     optimizer_name: str
-    supervised: bool  # train the supervised head (online linear eval, or fine-tuning)
+    supervised: bool  # train the supervised head on labels (online linear eval, fine-tuning, distillation's alpha)
+    distill_temperature: float = 1.0
+    distill_label_weight: float = 0.0  # alpha: (1 - alpha) * distillation + alpha * cross-entropy
+
+    @property
+    def distills(self) -> bool:
+        return self.train_mode == "distill"
 
 
 def metric_names(config: StepConfig) -> tuple[str, ...]:
     names = ["total_loss", "weight_decay"]
     if config.train_mode == "pretrain":
         names += ["contrast_loss", "contrast_acc", "contrast_entropy"]
+    if config.distills:
+        names += ["distill_loss", "teacher_agreement"]
     if config.supervised:
         names += ["supervised_loss", "supervised_acc"]
     return tuple(names)
+
+
+def per_example_terms(outputs: dict, labels: tf.Tensor, num_views: int, config: StepConfig,
+                      teacher_logits: tf.Tensor | None) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """The loss terms that are means over examples: (per-example loss [n], {metric: sum over examples}).
+
+    The supervised head's cross-entropy (weighted by alpha when distilling) and the
+    distillation cross-entropy (weighted by 1 - alpha). Sums, so that a step over chunks
+    can add them up and divide once.
+    """
+    loss = tf.zeros([tf.shape(outputs["logits_sup"])[0]]) if "logits_sup" in outputs else tf.constant(0.0)
+    sums = {}
+    alpha = config.distill_label_weight if config.distills else 1.0
+    if config.supervised:
+        cross_entropy, correct = supervised_terms(outputs, labels, num_views)
+        loss += alpha * cross_entropy
+        sums.update(supervised_loss=tf.reduce_sum(cross_entropy), supervised_acc=tf.reduce_sum(correct))
+    if config.distills:
+        student_logits = tf.cast(outputs["logits_sup"], tf.float32)
+        distill = distillation_cross_entropy(teacher_logits, student_logits, config.distill_temperature)
+        loss += (1.0 - alpha) * distill
+        agree = tf.equal(tf.argmax(student_logits, axis=1), tf.argmax(teacher_logits, axis=1))
+        sums.update(distill_loss=tf.reduce_sum(distill), teacher_agreement=tf.reduce_sum(tf.cast(agree, tf.float32)))
+    return loss, sums
 
 
 def views_to_batch(views: tf.Tensor) -> tf.Tensor:
@@ -78,14 +110,21 @@ def make_train_step(
     model: SimCLRModel,
     optimizer: keras.optimizers.Optimizer,
     config: StepConfig,
+    teacher_logits: Callable[[tf.Tensor], tf.Tensor] | None = None,
 ) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
-    """Returns `step(views, labels) -> {metric: local float32 scalar}` for `strategy.run`."""
+    """Returns `step(views, labels) -> {metric: local float32 scalar}` for `strategy.run`.
+
+    `teacher_logits(images)`: the frozen teacher's logits, when distilling.
+    """
+    if config.distills and teacher_logits is None:
+        raise ValueError("distillation needs teacher_logits")
     variables = model.trainable_variables
 
     def step(views, labels):
         num_views = views.shape[1]
         images = views_to_batch(views)
         metrics = {}
+        teacher = teacher_logits(images) if config.distills else None
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
             loss = tf.constant(0.0)
@@ -99,11 +138,11 @@ def make_train_step(
                     contrast_acc=named["contrastive_accuracy"],
                     contrast_entropy=named["contrastive_entropy"],
                 )
-            if config.supervised:
-                cross_entropy, correct = supervised_terms(outputs, labels, num_views)
-                supervised_loss = tf.reduce_mean(cross_entropy)
-                loss += supervised_loss
-                metrics.update(supervised_loss=supervised_loss, supervised_acc=tf.reduce_mean(correct))
+            if config.supervised or config.distills:
+                example_losses, sums = per_example_terms(outputs, labels, num_views, config, teacher)
+                loss += tf.reduce_mean(example_losses)
+                count = tf.cast(tf.shape(images)[0], tf.float32)
+                metrics.update({name: total / count for name, total in sums.items()})
             weight_decay = weight_decay_term(model, config)
             loss += weight_decay
             scaled_loss = for_optimizer(distributed.scale_loss_for_replicas(loss), optimizer)

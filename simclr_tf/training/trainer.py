@@ -39,6 +39,7 @@ from simclr_tf.training.preemption import CoordinatedStop, StopRequest, spans_pr
 from simclr_tf.training.progress import Progress
 from simclr_tf.training.gradient_cache import make_cached_train_step
 from simclr_tf.training.step import StepConfig, make_train_step, metric_names
+from simclr_tf.training.teacher import Teacher
 from simclr_tf.training.workers import is_chief, worker_dir
 
 # With TrainConfig.skip_nonfinite_steps, a run that makes no progress for this many steps stops anyway.
@@ -97,7 +98,7 @@ def plan_steps(config: RunConfig, num_examples: int) -> Schedule:
 
 
 def train_augment_config(config: RunConfig) -> tuple[AugmentConfig, int]:
-    if config.train.train_mode == "finetune":
+    if config.train.train_mode in ("finetune", "distill"):  # The student sees the view the teacher sees.
         return dataclasses.replace(config.augment, ops=FINETUNE_OPS), 1
     return config.augment, 2
 
@@ -115,6 +116,12 @@ def gradient_cache_chunks(train: TrainConfig, per_replica_batch_size: int) -> in
 
 
 def uses_supervised_head(config: RunConfig, source: Source) -> bool:
+    """Whether the step trains the supervised head on the source's labels."""
+    if config.train.train_mode == "distill":
+        if config.train.distill_label_weight and not source.num_classes:
+            raise ConfigError("TrainConfig.distill_label_weight", f"needs labels, but {source.name} has none",
+                              value=config.train.distill_label_weight)
+        return bool(config.train.distill_label_weight)
     if config.train.train_mode == "finetune":
         if not source.num_classes:
             raise ConfigError("TrainConfig.train_mode", f"needs labels, but {source.name} has none "
@@ -174,7 +181,7 @@ class Trainer:
             self.global_batch_size, strategy.num_replicas_in_sync, "TrainConfig.train_batch_size"
         )
         self.num_chunks = gradient_cache_chunks(config.train, self.per_replica_batch_size)
-        if config.train.train_mode == "finetune":  # One view per image: the batch can be odd.
+        if config.train.train_mode != "pretrain":  # One view per image: the batch can be odd.
             check_cpu_gradient_batch(self.per_replica_batch_size // self.num_chunks, strategy,
                                      "TrainConfig.gradient_cache_chunk_size" if self.num_chunks > 1
                                      else "TrainConfig.train_batch_size")
@@ -182,16 +189,28 @@ class Trainer:
         if self.schedule.ends_in_warmup and is_chief(strategy):
             printer(warmup_warning(self.schedule, config))
         supervised = uses_supervised_head(config, self.source)
+        num_classes = self.source.num_classes if supervised else None
+        self.teacher = None
+        if config.train.train_mode == "distill":
+            self.teacher = Teacher(config.train.teacher, strategy, config.augment.image_size)
+            if supervised and self.teacher.num_classes != num_classes:
+                raise ConfigError("TrainConfig.teacher", f"has {self.teacher.num_classes} classes, the labels of "
+                                  f"{self.source.name} {num_classes}", value=config.train.teacher)
+            num_classes = self.teacher.num_classes
+            # Building a teacher model draws from the seeded generators, loading a module does not: the
+            # student's initial weights must not depend on which the teacher is.
+            keras.utils.set_random_seed(config.train.seed)
         with strategy.scope():
             self.model = build_model(
                 config.model,
                 image_size=config.augment.image_size,
-                num_classes=self.source.num_classes if supervised else None,
+                num_classes=num_classes,
                 train_mode=config.train.train_mode,
                 num_replicas=strategy.num_replicas_in_sync,
             )
-            if config.train.train_mode == "finetune":
-                freeze_for_finetuning(self.model, config.train.fine_tune_after_block, config.model.ft_proj_selector)
+            if config.train.train_mode != "pretrain":  # Distillation: only head layers its logits do not read.
+                freeze_for_finetuning(self.model, config.train.fine_tune_after_block if config.train.train_mode
+                                      == "finetune" else -1, config.model.ft_proj_selector)
             exclusions = lars_exclusions(self.model)
             self.weight_decay_summary = describe_weight_decay(
                 config.optimizer.optimizer, exclusions, self.model, config.optimizer.weight_decay)
@@ -221,6 +240,8 @@ class Trainer:
             weight_decay=config.optimizer.weight_decay,
             optimizer_name=config.optimizer.optimizer,
             supervised=supervised,
+            distill_temperature=config.train.distill_temperature,
+            distill_label_weight=config.train.distill_label_weight,
         )
         self.manager = checkpoints.make_manager(
             self.model, self.optimizer, worker_dir(strategy, config.model_dir), config.train.keep_checkpoint_max
@@ -264,10 +285,12 @@ class Trainer:
 
     def _make_loop(self):
         strategy = self.strategy
+        teacher_logits = self.teacher.logits if self.teacher else None
         if self.config.train.gradient_cache_chunk_size:
-            replica_step = make_cached_train_step(self.model, self.optimizer, self.step_config, self.num_chunks)
+            replica_step = make_cached_train_step(self.model, self.optimizer, self.step_config, self.num_chunks,
+                                                  teacher_logits)
         else:
-            replica_step = make_train_step(self.model, self.optimizer, self.step_config)
+            replica_step = make_train_step(self.model, self.optimizer, self.step_config, teacher_logits)
         if self.config.train.jit_compile:
             # Only the step: XLA cannot compile the loop's read from the input iterator.
             replica_step = tf.function(replica_step, jit_compile=True)
@@ -316,6 +339,11 @@ class Trainer:
             f"steps {step}/{total} (warmup {self.schedule.warmup_steps}); {origin}"
         )
         self.printer(self.weight_decay_summary)
+        if self.teacher:
+            train = self.config.train
+            self.printer(f"teacher: {self.teacher.description}, frozen, {self.teacher.num_classes} classes; "
+                         f"distillation temperature {train.distill_temperature:g}, label weight "
+                         f"{train.distill_label_weight:g}")
         if self.config.train.gradient_cache_chunk_size:
             chunk = self.config.train.gradient_cache_chunk_size
             self.printer(f"gradient cache: {self.num_chunks} chunk(s) of {chunk} images per replica; batch norm "
