@@ -131,6 +131,7 @@ def make_cached_train_step(
         gradients = None
         for index, (views_of_chunk, labels_of_chunk) in enumerate(zip(chunk_views, chunk_labels)):  # (c)
             images = _after(views_to_batch(views_of_chunk), ready)
+            teacher = teacher_logits(images) if config.distills else None  # Frozen: outside the tape.
             with tf.GradientTape() as tape:
                 outputs = model(images, training=True)
                 surrogate = tf.constant(0.0)
@@ -138,7 +139,6 @@ def make_cached_train_step(
                     z = tf.cast(outputs[PROJECTIONS], tf.float32)
                     surrogate += tf.reduce_sum(z * tf.stop_gradient(projection_gradients[index]))
                 if config.supervised or config.distills:
-                    teacher = teacher_logits(images) if config.distills else None
                     example_losses, chunk_sums = per_example_terms(outputs, labels_of_chunk, num_views, config,
                                                                    teacher)
                     chunk_loss = tf.reduce_sum(example_losses) / local_views

@@ -34,8 +34,6 @@ class Teacher:
     """
 
     def __init__(self, path: str, strategy: tf.distribute.Strategy, image_size: int):
-        self.path = path
-        self.variables: list = []
         saved_model = tf.io.gfile.exists(os.path.join(path, "saved_model.pb"))
         with strategy.scope():
             if saved_model:
@@ -44,7 +42,6 @@ class Teacher:
             else:
                 model, checkpoint = _from_run(path, image_size)
                 model.trainable = False
-                self.variables = model.variables
                 self._call = lambda images: model(images, training=False)
                 self.num_classes = model.supervised_head.num_classes
                 self.description = f"{checkpoint} (ResNet-{model.encoder.depth} {model.encoder.width_multiplier:g}x)"
