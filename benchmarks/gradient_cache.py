@@ -51,6 +51,9 @@ flags.DEFINE_integer("quality_epochs", 2, "Quality comparison: pretraining epoch
 flags.DEFINE_integer("quality_batch", 2048, "Quality comparison: the large batch (with gradient caching).")
 flags.DEFINE_integer("quality_chunk", 256, "Quality comparison: the large run's chunk (and the small run's batch).")
 flags.DEFINE_string("quality_dir", "runs/gradient_cache_quality", "Quality comparison: where its two runs go.")
+flags.DEFINE_list("quality_large_flags", [], "Quality comparison: more flags for the large-batch run, e.g. "
+                  "--learning_rate_scaling=sqrt,--learning_rate=0.0625 (the same learning rate at 256).")
+flags.DEFINE_bool("quality_plain", True, "Quality comparison: also run the plain small-batch run.")
 flags.DEFINE_string("output_json", "", "Also write every figure to this JSON file (atomically).")
 flags.DEFINE_string("worker", "", "Internal: GLOBAL:CHUNK of the one run this subprocess measures.")
 flags.DEFINE_string("worker_output", "", "Internal: where a worker writes its JSON result.")
@@ -182,14 +185,18 @@ def quality() -> dict:
     """Two pretraining runs through the CLI (as a user runs them), then their result.json."""
     common = ["--flagfile=flags/quickstart_fashion_mnist.cfg", f"--train_epochs={FLAGS.quality_epochs}",
               "--compare_random_encoder=false", "--export_hub_module=false"]
+    large = f"batch {FLAGS.quality_batch}, chunks of {FLAGS.quality_chunk}"
     runs = {
         f"batch {FLAGS.quality_chunk}, plain step": [f"--train_batch_size={FLAGS.quality_chunk}"],
-        f"batch {FLAGS.quality_batch}, chunks of {FLAGS.quality_chunk}": [
-            f"--train_batch_size={FLAGS.quality_batch}", f"--gradient_cache_chunk_size={FLAGS.quality_chunk}"],
+        large + "".join(f", {flag}" for flag in FLAGS.quality_large_flags): [
+            f"--train_batch_size={FLAGS.quality_batch}", f"--gradient_cache_chunk_size={FLAGS.quality_chunk}",
+            *FLAGS.quality_large_flags],
     }
+    if not FLAGS.quality_plain:
+        runs.pop(f"batch {FLAGS.quality_chunk}, plain step")
     results = {}
-    for index, (name, extra) in enumerate(runs.items()):
-        model_dir = os.path.join(FLAGS.quality_dir, f"run{index}")
+    for name, extra in runs.items():
+        model_dir = os.path.join(FLAGS.quality_dir, "".join(c if c.isalnum() else "_" for c in name))
         progress(f"quality: {name} -> {model_dir}")
         start = time.perf_counter()
         process = subprocess.run([sys.executable, "-m", "simclr_tf.run", *common, *extra, f"--model_dir={model_dir}",

@@ -142,39 +142,13 @@ def test_chunks_give_the_gradients_and_statistics_of_a_ghost_batch_norm_step(num
     assert max(np.abs(g - f).max() / max(np.abs(f).max(), 1e-12) for g, f in zip(gradients, full_batch)) > 1e-3
 
 
-def test_with_frozen_batch_norm_chunks_give_the_full_batch_gradients_exactly():
-    """Fine-tuning after block 4 with ft_proj_selector=0: BN in inference mode everywhere
-    that gets a gradient, so chunking cannot change anything."""
+def full_batch_and_chunked_with_frozen_batch_norm(config, teacher_logits=None):
+    """[(gradients, metrics) of the plain step, of the step in 4 chunks], only the heads training
+    (fine-tuning after block 4, ft_proj_selector=0): BN in inference mode wherever a gradient flows."""
     views, labels = batch(8, num_views=1)
-    config = StepConfig(train_mode="finetune", temperature=0.5, hidden_norm=True, weight_decay=1e-4,
-                        optimizer_name="momentum", supervised=True)
     results = []
     for num_chunks in (None, 4):
-        model, optimizer = make_model(train_mode="finetune")
-        freeze_for_finetuning(model, fine_tune_after_block=4, ft_proj_selector=0)
-        optimizer = RecordingOptimizer(learning_rate=1.0)
-        optimizer.build(model.trainable_variables)
-        make = make_train_step if num_chunks is None else (
-            lambda *args: make_cached_train_step(*args, num_chunks=num_chunks))
-        tf.function(make(model, optimizer, config))(views, labels)
-        results.append(state(model, optimizer)[0])
-    assert len(results[0]) == 2  # The supervised head's kernel and bias.
-    assert_close_per_variable(results[1], results[0], 1e-6, ["kernel", "bias"])
-
-
-def test_distillation_in_chunks_gives_the_full_batch_gradients_with_frozen_batch_norm():
-    """Distillation's losses are means over examples: with BN frozen, chunks change nothing."""
-    views, labels = batch(8, num_views=1)
-    projection = tf.constant(np.random.default_rng(5).normal(0, 1, (3, NUM_CLASSES)).astype("float32"))
-
-    def teacher_logits(images):  # A fixed function of the images, as a frozen teacher is.
-        return tf.matmul(tf.reduce_mean(images, axis=(1, 2)), projection) * 5.0
-
-    config = StepConfig(train_mode="distill", temperature=0.5, hidden_norm=True, weight_decay=1e-3,
-                        optimizer_name="momentum", supervised=True, distill_temperature=2.0, distill_label_weight=0.3)
-    results = []
-    for num_chunks in (None, 4):
-        model, _ = make_model(train_mode="distill")
+        model, _ = make_model(train_mode=config.train_mode)
         freeze_for_finetuning(model, fine_tune_after_block=4, ft_proj_selector=0)
         optimizer = RecordingOptimizer(learning_rate=1.0)
         optimizer.build(model.trainable_variables)
@@ -182,6 +156,27 @@ def test_distillation_in_chunks_gives_the_full_batch_gradients_with_frozen_batch
             make_cached_train_step(model, optimizer, config, num_chunks, teacher_logits)
         metrics = tf.function(step)(views, labels)
         results.append((state(model, optimizer)[0], {k: float(v) for k, v in metrics.items()}))
+    return results
+
+
+def test_with_frozen_batch_norm_chunks_give_the_full_batch_gradients_exactly():
+    config = StepConfig(train_mode="finetune", temperature=0.5, hidden_norm=True, weight_decay=1e-4,
+                        optimizer_name="momentum", supervised=True)
+    (expected, _), (gradients, _) = full_batch_and_chunked_with_frozen_batch_norm(config)
+    assert len(expected) == 2  # The supervised head's kernel and bias.
+    assert_close_per_variable(gradients, expected, 1e-6, ["kernel", "bias"])
+
+
+def test_distillation_in_chunks_gives_the_full_batch_gradients_with_frozen_batch_norm():
+    """Distillation's losses are means over examples: with BN frozen, chunks change nothing."""
+    projection = tf.constant(np.random.default_rng(5).normal(0, 1, (3, NUM_CLASSES)).astype("float32"))
+
+    def teacher_logits(images):  # A fixed function of the images, as a frozen teacher is.
+        return tf.matmul(tf.reduce_mean(images, axis=(1, 2)), projection) * 5.0
+
+    config = StepConfig(train_mode="distill", temperature=0.5, hidden_norm=True, weight_decay=1e-3,
+                        optimizer_name="momentum", supervised=True, distill_temperature=2.0, distill_label_weight=0.3)
+    results = full_batch_and_chunked_with_frozen_batch_norm(config, teacher_logits)
     (expected, expected_metrics), (gradients, metrics) = results
     assert_close_per_variable(gradients, expected, 1e-6, ["kernel", "bias"])
     assert metrics.keys() == expected_metrics.keys() >= {"distill_loss", "teacher_agreement", "supervised_loss"}
