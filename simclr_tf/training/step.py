@@ -54,7 +54,7 @@ def per_example_terms(outputs: dict, labels: tf.Tensor, num_views: int, config: 
     distillation cross-entropy (weighted by 1 - alpha). Sums, so that a step over chunks
     can add them up and divide once.
     """
-    loss = tf.zeros([tf.shape(outputs["logits_sup"])[0]]) if "logits_sup" in outputs else tf.constant(0.0)
+    loss = tf.zeros([tf.shape(outputs["logits_sup"])[0]])
     sums = {}
     alpha = config.distill_label_weight if config.distills else 1.0
     if config.supervised:

@@ -35,9 +35,9 @@ from simclr_tf.training.builders import (
     freeze_for_finetuning,
     lars_exclusions,
 )
+from simclr_tf.training.gradient_cache import make_cached_train_step
 from simclr_tf.training.preemption import CoordinatedStop, StopRequest, spans_processes
 from simclr_tf.training.progress import Progress
-from simclr_tf.training.gradient_cache import make_cached_train_step
 from simclr_tf.training.step import StepConfig, make_train_step, metric_names
 from simclr_tf.training.teacher import Teacher
 from simclr_tf.training.workers import is_chief, worker_dir
