@@ -68,10 +68,10 @@ def test_what_a_run_writes_reads_back_the_same(tmp_path):
 
 def test_an_unknown_field_is_an_error_that_names_it(tmp_path):
     values = json.loads(RunConfig(model_dir=str(tmp_path)).to_json())
-    values["train"]["gradient_cache_chunk_size"] = 128
+    values["train"]["sharpness_aware_rho"] = 0.05  # A field no version of simclr_tf has.
     (tmp_path / "config.json").write_text(json.dumps(values))
     with pytest.raises(RunDirError, match=f"model_dir {tmp_path}: TrainConfig in config.json has fields this "
-                                          f"version does not know: train.gradient_cache_chunk_size"):
+                                          f"version does not know: train.sharpness_aware_rho"):
         RunDir.open(str(tmp_path))
 
 
