@@ -13,6 +13,7 @@ import keras
 from simclr_tf.augment import AugmentConfig
 from simclr_tf.config import ModelConfig, RunConfig, TrainConfig
 from simclr_tf.errors import UserError
+from simclr_tf.io_utils import is_remote
 from simclr_tf.models import SimCLRModel
 from simclr_tf.reference_import.compare import OutputDifference, output_differences, random_images
 from simclr_tf.reference_import.infer import Architecture, infer_architecture
@@ -102,7 +103,7 @@ def model_from_reference(src: str, **options) -> tuple[SimCLRModel, ModelConfig,
 
 def verifies_by_default(src: str) -> bool:
     """The output comparison runs the original SavedModel's graph: by default only for local files."""
-    return "://" not in src
+    return not is_remote(src)
 
 
 def import_reference(src: str, model_dir: str, *, tolerance: float = DEFAULT_TOLERANCE, verify: bool | None = None,

@@ -14,7 +14,7 @@ from typing import Callable
 import tensorflow as tf
 
 from simclr_tf.errors import PathError
-from simclr_tf.run_dir import CONFIG_FILE, CheckpointError, RunDir, resolve_checkpoint
+from simclr_tf.run_dir import CONFIG_FILE, CheckpointError, RunDir
 from simclr_tf.training.builders import build_model
 from simclr_tf.training.checkpoints import restore_model, supervised_classes
 
@@ -57,7 +57,7 @@ def _from_run(path: str, image_size: int):
                                             "exported module (saved_model.pb)")
     run = RunDir.open(run_path)
     try:
-        checkpoint = resolve_checkpoint(checkpoint) if checkpoint else run.checkpoint()
+        checkpoint = run.checkpoint(checkpoint)
     except CheckpointError as error:
         raise TeacherError("teacher", path, f"holds no checkpoint ({error})") from error
     num_classes = supervised_classes(checkpoint)
