@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from simclr_tf.evaluation.logistic import LogisticConfig, _fit, logistic_eval, stratified_holdout
+from simclr_tf.evaluation.logistic import LogisticConfig, fit_logistic_regression, logistic_eval, stratified_holdout
 
 SMALL_GRID = LogisticConfig(l2_values=(1e-4, 1e-2, 1.0), validation_fraction=0.25)
 
@@ -28,7 +28,7 @@ def test_l2_strength_means_mean_cross_entropy_plus_half_lambda_w_squared():
     # At the optimum the gradient of mean CE + l2/2 ||W||^2 (bias unpenalised) is zero; computed here in numpy.
     features, labels = _clusters(3, 40, 4, spread=3.0, seed=0)
     l2 = 0.05
-    classifier = _fit(features.astype(np.float64), labels, l2, max_iterations=5000)
+    classifier = fit_logistic_regression(features.astype(np.float64), labels, l2, max_iterations=5000)
     logits = features @ classifier.coef_.T + classifier.intercept_
     probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
     probabilities /= probabilities.sum(axis=1, keepdims=True)

@@ -4,7 +4,7 @@ import os
 from typing import Callable
 
 from simclr_tf.data import folder, idx, tfds_source
-from simclr_tf.data.source import FASHION_MNIST_OFFLINE, FOLDER_PREFIX, Source, SourceConfig
+from simclr_tf.data.source import FASHION_MNIST_OFFLINE, FOLDER_PREFIX, DataSourceError, Source, SourceConfig
 
 # A dataset string starting like this is a path even without "folder:".
 _PATH_STARTS = ("/", "./", "../", "~")
@@ -28,4 +28,8 @@ def build_source(config: SourceConfig) -> Source:
         "folder": folder.build_folder_source,
         "tfds": tfds_source.build_tfds_source,
     }
-    return builders[source_kind(config.dataset)](config)
+    kind = source_kind(config.dataset)
+    if config.multi_label and kind != "tfds":
+        raise DataSourceError(f"{config.dataset} has one label per image; SourceConfig.multi_label needs a tfds "
+                              f"dataset whose images list their classes (e.g. voc/2007)")
+    return builders[kind](config)

@@ -37,6 +37,8 @@ class SourceConfig:
     download: let tfds download and prepare a dataset missing from data_dir.
     bad_files: for folders, "error" stops (naming the files) when some are not
       intact images, "skip" leaves them out and lists them in Source.skipped.
+    multi_label: read every class an image holds (a tfds dataset with a `labels`
+      sequence, such as voc/2007) instead of one `label`; see Source.multi_label.
     """
 
     dataset: str = FASHION_MNIST_OFFLINE
@@ -44,6 +46,7 @@ class SourceConfig:
     data_dir: str | None = None
     download: bool = False
     bad_files: str = "error"
+    multi_label: bool = False
 
     def __post_init__(self):
         if not isinstance(self.dataset, str) or not self.dataset.strip():
@@ -64,7 +67,10 @@ class Source:
     `make_dataset(input_context)` returns an unbatched, unshuffled dataset of
     `(index, image, label)`: index int64 in [0, num_examples), unique over the
     whole source so augmentation seeds can depend on it; image uint8 [H, W, 3];
-    label int64, -1 when unlabeled. With an InputContext of n pipelines,
+    label int64, -1 when unlabeled. A `multi_label` source's label is int64
+    [num_classes], per class 1 (the image holds it), 0 (only as objects marked
+    "difficult", which the VOC metric ignores) or -1 (not in the image), as the
+    PASCAL VOC devkit writes classification ground truth. With an InputContext of n pipelines,
     pipeline k yields a disjoint part and the n parts together yield everything
     once (see each builder for how the parts are cut).
     """
@@ -75,6 +81,7 @@ class Source:
     make_dataset: MakeDataset
     class_names: tuple[str, ...] | None = None
     skipped: tuple[str, ...] = ()  # "path: reason" of files left out (bad_files="skip")
+    multi_label: bool = False
 
 
 def pipeline_shard(input_context: tf.distribute.InputContext | None) -> tuple[int, int]:

@@ -19,6 +19,9 @@ from simclr_tf.data.source import (
 
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
+# Multi-label datasets (voc): every class the image holds, and those with an object not marked difficult.
+LABELS_KEY = "labels"
+LABELS_NOT_DIFFICULT_KEY = "labels_no_difficult"
 # tfds splits whose examples carry no label (stl10 stores -1 there).
 UNLABELED_SPLITS = frozenset({"unlabelled", "unlabeled"})
 
@@ -92,11 +95,19 @@ def build_tfds_source(config: SourceConfig) -> Source:
             f"tfds dataset {name!r} image feature is {image_dtype.name} with "
             f"{channels} channels, expected uint8 with 1, 3 or 4"
         )
-    label_feature = features[LABEL_KEY] if LABEL_KEY in features else None
-    labeled = (
-        isinstance(label_feature, tfds.features.ClassLabel)
-        and not _split_names(split) <= UNLABELED_SPLITS
-    )
+    if config.multi_label:
+        label_feature = _class_sequence(features, LABELS_KEY)
+        if label_feature is None:
+            raise DataSourceError(f"tfds dataset {name!r} has no {LABELS_KEY!r} sequence of classes, so it cannot be "
+                                  f"read as multi-label (SourceConfig.multi_label); features: {sorted(features)}")
+        not_difficult = LABELS_NOT_DIFFICULT_KEY if _class_sequence(features, LABELS_NOT_DIFFICULT_KEY) else LABELS_KEY
+        labeled = True
+    else:
+        label_feature = features[LABEL_KEY] if LABEL_KEY in features else None
+        labeled = (
+            isinstance(label_feature, tfds.features.ClassLabel)
+            and not _split_names(split) <= UNLABELED_SPLITS
+        )
     try:
         num_examples = _count_examples(builder, split)
     except (ValueError, KeyError) as e:  # unknown split name or bad slice
@@ -108,7 +119,10 @@ def build_tfds_source(config: SourceConfig) -> Source:
             image = tf.image.grayscale_to_rgb(image)
         elif channels == 4:
             image = image[..., :3]  # alpha dropped, not composited
-        label = tf.cast(example[LABEL_KEY], tf.int64) if labeled else tf.constant(-1, tf.int64)
+        if config.multi_label:
+            label = _devkit_ground_truth(example[LABELS_KEY], example[not_difficult], label_feature.num_classes)
+        else:
+            label = tf.cast(example[LABEL_KEY], tf.int64) if labeled else tf.constant(-1, tf.int64)
         return index, image, label
 
     def make_dataset(input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
@@ -126,4 +140,24 @@ def build_tfds_source(config: SourceConfig) -> Source:
         num_classes=label_feature.num_classes if labeled else None,
         make_dataset=make_dataset,
         class_names=tuple(label_feature.names) if labeled else None,
+        multi_label=config.multi_label,
     )
+
+
+def _class_sequence(features, key: str):
+    """The ClassLabel inside features[key] when that is a Sequence of classes, else None."""
+    tfds = _tfds()
+    feature = features[key] if key in features else None
+    if isinstance(feature, tfds.features.Sequence) and isinstance(feature.feature, tfds.features.ClassLabel):
+        return feature.feature
+    return None
+
+
+def _devkit_ground_truth(labels: tf.Tensor, labels_not_difficult: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """int64 [num_classes]: 1 for a class with an object not marked difficult, 0 for one whose objects
+    are all difficult, -1 for a class absent from the image (the VOC devkit's convention)."""
+    def holds(classes):
+        return tf.math.bincount(tf.cast(classes, tf.int32), minlength=num_classes, maxlength=num_classes) > 0
+
+    return tf.where(holds(labels_not_difficult), tf.constant(1, tf.int64),
+                    tf.where(holds(labels), tf.constant(0, tf.int64), tf.constant(-1, tf.int64)))

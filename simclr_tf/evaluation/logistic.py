@@ -55,7 +55,7 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[
     return np.setdiff1d(np.arange(labels.size), held_out), held_out
 
 
-def _fit(features, labels, l2, max_iterations, warm_start_from=None):
+def fit_logistic_regression(features, labels, l2, max_iterations, warm_start_from=None):
     # Imported at the first fit: scikit-learn takes seconds to import, which runs using only the
     # Adam classifier or kNN would pay for nothing.
     from sklearn.exceptions import ConvergenceWarning
@@ -99,14 +99,14 @@ def logistic_eval(train_features: np.ndarray, train_labels: np.ndarray, eval_fea
         sweep_train, sweep_eval = standardize(sweep_train, sweep_eval)
     sweep, previous = [], None
     for l2 in sorted(config.l2_values, reverse=True):  # Strong to weak: each fit starts near the next.
-        previous = _fit(sweep_train, train_labels[fit_part], l2, config.max_iterations, previous)
+        previous = fit_logistic_regression(sweep_train, train_labels[fit_part], l2, config.max_iterations, previous)
         logits = _logits(previous, sweep_eval, num_classes)
         sweep.append({"l2": float(l2), "validation_top1": topk_accuracy(logits, train_labels[held_out], 1)})
     best = max(sweep, key=lambda entry: (entry["validation_top1"], entry["l2"]))  # Ties: more regularised.
 
     if config.standardize:
         train_features, eval_features = standardize(train_features, eval_features)
-    classifier = _fit(train_features, train_labels, best["l2"], config.max_iterations)
+    classifier = fit_logistic_regression(train_features, train_labels, best["l2"], config.max_iterations)
     logits = _logits(classifier, eval_features, num_classes)
     return {
         "classifier": "lbfgs_logistic_regression",

@@ -2,8 +2,8 @@
 
 Every replica must run the same number of steps with the same static batch shape
 (TPUs need it, and a worker that runs out early would hang the others' collectives),
-so each input pipeline is padded with label -1 images to a whole number of global
-batches; the padding is dropped on the host.
+so each input pipeline is padded with blank images to a whole number of global
+batches, flagged as padding and dropped on the host.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from simclr_tf.augment import preprocess_for_eval, to_unit_float
 from simclr_tf.data import Source
 from simclr_tf.errors import EvaluationError
 
-PADDING_LABEL = -1
+# Whether an example is the split's or padding, as int32, which every collective gathers (bool is not).
+REAL, PADDING = 1, 0
 
 
 def eval_steps_for(num_examples: int, global_batch_size: int, num_replicas: int) -> int:
@@ -40,11 +41,12 @@ def padded_eval_dataset(source: Source, image_size: int, global_batch_size: int,
 
     def preprocess(index, image, label):
         del index
-        return preprocess_for_eval(to_unit_float(image), image_size), label
+        return preprocess_for_eval(to_unit_float(image), image_size), label, tf.constant(REAL, tf.int32)
 
     images = source.make_dataset(input_context).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    label_shape = [source.num_classes] if source.multi_label else []
     padding = tf.data.Dataset.from_tensors(
-        (tf.zeros([image_size, image_size, 3], tf.float32), tf.constant(PADDING_LABEL, tf.int64))
+        (tf.zeros([image_size, image_size, 3], tf.float32), tf.zeros(label_shape, tf.int64), tf.constant(PADDING, tf.int32))
     ).repeat()
     dataset = images.concatenate(padding).take(steps * per_pipeline_batch)
     return dataset.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -60,7 +62,8 @@ def predict(
     max_steps: int = 0,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """`output_fn(images)` over the split (or its first `max_steps` global batches), in
-    replica order; returns ({name: [N, ...] numpy}, labels [N]) without the padding."""
+    replica order; returns ({name: [N, ...] numpy}, labels [N], or [N, classes] for a multi-label
+    source) without the padding."""
     if not source.num_classes:
         raise EvaluationError(f"{source.name} has no labels: evaluation needs a labelled split "
                               f"(EvalConfig.eval_split)")
@@ -73,21 +76,20 @@ def predict(
 
     @tf.function
     def predict_step(iterator):
-        def replica_fn(images, labels):
-            return output_fn(images), labels
+        def replica_fn(images, labels, real):
+            return output_fn(images), labels, real
 
-        outputs, labels = strategy.run(replica_fn, next(iterator))
+        outputs, labels, real = strategy.run(replica_fn, next(iterator))
         gathered = {name: strategy.gather(value, axis=0) for name, value in outputs.items()}
-        return gathered, strategy.gather(labels, axis=0)
+        return gathered, strategy.gather(labels, axis=0), strategy.gather(real, axis=0)
 
     iterator = iter(dataset)
     chunks: dict[str, list[np.ndarray]] = {}
     all_labels = []
     for _ in range(steps):
-        outputs, labels = predict_step(iterator)
-        labels = labels.numpy()
-        keep = labels != PADDING_LABEL
-        all_labels.append(labels[keep])
+        outputs, labels, real = predict_step(iterator)
+        keep = real.numpy() == REAL
+        all_labels.append(labels.numpy()[keep])
         for name, value in outputs.items():
             chunks.setdefault(name, []).append(value.numpy()[keep])
     return {name: np.concatenate(parts) for name, parts in chunks.items()}, np.concatenate(all_labels)

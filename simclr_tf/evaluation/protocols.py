@@ -12,6 +12,7 @@ from simclr_tf.evaluation.features import DEFAULT_OUTPUT, FrozenEncoder, cached_
 from simclr_tf.evaluation.knn import KNNConfig, knn_eval
 from simclr_tf.evaluation.linear_eval import LinearEvalConfig, linear_eval
 from simclr_tf.evaluation.logistic import LogisticConfig, logistic_eval
+from simclr_tf.evaluation.multilabel_logistic import multilabel_logistic_eval
 
 PROTOCOLS = ("linear", "knn")
 CLASSIFIERS = ("adam", "lbfgs")
@@ -47,6 +48,14 @@ class EvalTask:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        if self.multi_label and (self.protocols != ("linear",) or self.classifier != "lbfgs"):
+            raise ValueError(f"a multi-label task (train_source.multi_label) is evaluated by per-class logistic "
+                             f"regression and mAP: protocols must be ('linear',) and classifier 'lbfgs', got "
+                             f"{self.protocols!r} and {self.classifier!r}")
+
+    @property
+    def multi_label(self) -> bool:
+        return self.train_source.multi_label
 
 
 def run_task(encoder: FrozenEncoder, task: EvalTask, *, cache_dir: str | None = None,
@@ -60,15 +69,20 @@ def run_task(encoder: FrozenEncoder, task: EvalTask, *, cache_dir: str | None = 
     eval_features, eval_labels, evaluation = cached_encode(
         encoder, task.eval_source, max_examples=task.max_eval_examples, **common)
     num_classes = train.num_classes
-    if not num_classes or evaluation.num_classes != num_classes:
+    if not num_classes or evaluation.num_classes != num_classes or evaluation.multi_label != train.multi_label:
         raise ValueError(f"{task.name}: train ({train.name}, {train.num_classes} classes) and eval "
                          f"({evaluation.name}, {evaluation.num_classes} classes) need the same labels")
     result: dict = {
         "task": task.name, "encoder": encoder.describe, "output": task.output,
         "train": f"{train.name}:{task.train_source.split}", "eval": f"{evaluation.name}:{task.eval_source.split}",
-        "num_classes": num_classes, "num_train": int(train_labels.size), "num_eval": int(eval_labels.size),
+        "num_classes": num_classes, "num_train": int(train_labels.shape[0]), "num_eval": int(eval_labels.shape[0]),
     }
-    if "linear" in task.protocols:
+    if task.multi_label:
+        result["linear"] = multilabel_logistic_eval(train_features, train_labels, eval_features, eval_labels,
+                                                    task.logistic)
+        printer(f"{task.name}: linear ({result['linear']['classifier']}) VOC2007 11-point mAP "
+                f"{result['linear']['map']:.4f}")
+    elif "linear" in task.protocols:
         if task.classifier == "lbfgs":
             result["linear"] = logistic_eval(train_features, train_labels, eval_features, eval_labels,
                                              num_classes, task.logistic)

@@ -26,6 +26,10 @@ def define_task_flags(values: flags.FlagValues) -> None:
     flags.DEFINE_string("eval_split", "test", "Split the accuracy is measured on.", **define)
     flags.DEFINE_string("eval_dataset", None, "Dataset of the eval split when it differs (image folders).", **define)
     flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir (or the IDX directory).", **define)
+    flags.DEFINE_bool("multi_label", False, "Each image holds any number of the classes (a tfds dataset with a "
+                      "`labels` sequence, e.g. voc/2007): one logistic classifier per class (--classifier=lbfgs), "
+                      "scored by VOC2007 11-point mAP, images whose objects of a class are all difficult left out "
+                      "of that class.", **define)
     flags.DEFINE_list("protocols", ["linear"], f"Any of {', '.join(PROTOCOLS)}.", **define)
     flags.DEFINE_enum("classifier", "adam", CLASSIFIERS,
                       "adam: softmax classifier, Adam, on standardised features (fast). lbfgs: the paper's transfer "
@@ -65,7 +69,7 @@ def task_from_flags(values: flags.FlagValues, default_dataset: str | None = None
         raise FlagError(f"--l2_grid_size must be >= 1, got {values.l2_grid_size}")
 
     def source(name: str, split: str) -> SourceConfig:
-        kwargs = dict(dataset=name, split=split)
+        kwargs = dict(dataset=name, split=split, multi_label=values.multi_label)
         if values.data_dir:
             kwargs["data_dir"] = values.data_dir
         return SourceConfig(**kwargs)

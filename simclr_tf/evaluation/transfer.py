@@ -61,6 +61,9 @@ def task_files(patterns: list[str]) -> list[str]:
 
 def finetune(model_dir: str, checkpoint: str | None, values, task, run_dir: str, strategy) -> dict:
     """Fine-tunes the pretrained network on the task (momentum SGD, crop+flip views) and evaluates it."""
+    if task.multi_label:
+        raise FlagError(f"{task.name}: --mode=finetune trains a softmax head on one label per image; a multi-label "
+                        f"task (--multi_label) is evaluated in linear mode")
     if task.eval_source.dataset != task.train_source.dataset:
         raise FlagError(f"{task.name}: --mode=finetune evaluates on --eval_split of the same dataset; "
                         f"--eval_dataset is for linear mode")
@@ -91,10 +94,10 @@ def finetune(model_dir: str, checkpoint: str | None, values, task, run_dir: str,
 
 def markdown_table(results: list[dict], encoder: str, mode: str) -> str:
     lines = [f"# Transfer results ({mode})", "", f"Encoder: {encoder}", "",
-             "| task | protocol | top-1 | top-5 | train | eval | details |", "|---|---|---|---|---|---|---|"]
+             "| task | protocol | top-1 | top-5 | mAP | train | eval | details |", "|---|---|---|---|---|---|---|---|"]
     for result in results:
         if "error" in result:
-            lines.append(f"| {result['task']} | - | - | - | - | - | error: {result['error']} |")
+            lines.append(f"| {result['task']} | - | - | - | - | - | - | error: {result['error']} |")
             continue
         for protocol in ("linear", "knn", "finetune"):
             if protocol not in result:
@@ -103,7 +106,9 @@ def markdown_table(results: list[dict], encoder: str, mode: str) -> str:
             details = {"linear": lambda e: f"{e['classifier']}" + (f", l2={e['l2']:.2g}" if "l2" in e else ""),
                        "knn": lambda e: f"k={e['k']}, T={e['temperature']}",
                        "finetune": lambda e: f"{e['steps']} steps"}[protocol](entry)
-            lines.append(f"| {result['task']} | {protocol} | {100 * entry['top1']:.2f} | {100 * entry['top5']:.2f} "
+            scores = (f"- | - | {100 * entry['map']:.2f}" if "map" in entry
+                      else f"{100 * entry['top1']:.2f} | {100 * entry['top5']:.2f} | -")
+            lines.append(f"| {result['task']} | {protocol} | {scores} "
                          f"| {result.get('train', '')} ({result.get('num_train', '')}) "
                          f"| {result.get('eval', '')} ({result.get('num_eval', entry.get('num_eval', ''))}) "
                          f"| {details} |")
