@@ -126,7 +126,9 @@ class TrainConfig:
     distill_temperature: float = 1.0
     distill_label_weight: float = 0.0
     # Semi-supervised fine-tuning on part of the labels: a class-balanced subset of the train
-    # split drawn with `seed` (or the ids of `subset_ids`, a file an earlier run wrote).
+    # split drawn with `seed` (or the ids of `subset_ids`, a file an earlier run wrote). When
+    # distilling with distill_label_weight > 0: the images whose labels the cross-entropy uses
+    # (distillation still runs on every image).
     label_fraction: float = 0.0
     examples_per_class: int = 0
     subset_ids: str | None = None
@@ -168,10 +170,12 @@ class TrainConfig:
             _fail(self, "examples_per_class", self.examples_per_class, "must be >= 0 (0: all labels)")
         if sum(map(bool, (self.label_fraction, self.examples_per_class, self.subset_ids))) > 1:
             _fail(self, "label_fraction", self.label_fraction, "cannot be combined with TrainConfig.examples_per_class or TrainConfig.subset_ids")
-        if self.uses_label_subset and self.train_mode != "finetune":
+        if self.uses_label_subset and not (self.train_mode == "finetune" or (
+                self.train_mode == "distill" and self.distill_label_weight)):
             _fail(self, "label_fraction", self.label_fraction or self.examples_per_class or self.subset_ids,
-                  "(or TrainConfig.examples_per_class, TrainConfig.subset_ids) selects labels to fine-tune on: "
-                  "needs TrainConfig.train_mode='finetune'")
+                  "(or TrainConfig.examples_per_class, TrainConfig.subset_ids) selects labels to fine-tune on, or "
+                  "the labelled images of distillation: needs TrainConfig.train_mode='finetune', or 'distill' with "
+                  "TrainConfig.distill_label_weight > 0")
 
 
 @dataclasses.dataclass(frozen=True)

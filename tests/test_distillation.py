@@ -142,3 +142,48 @@ def test_bad_distillation_flags_are_named(flags, expected, tmp_path):
     result = run_cli(*TINY_FLAGS, "--train_steps=1", f"--model_dir={tmp_path}/run", *flags)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert expected.replace("{tmp}", str(tmp_path)) in error_line(result)
+
+
+def test_only_labelled_images_add_the_cross_entropy():
+    # SimCLRv2 eq. 3 on a batch where images 1 and 3 are unlabelled (-1): alpha x the labelled images'
+    # cross-entropy (each weighing 1/batch) + (1 - alpha) x distillation on every image, against NumPy.
+    from simclr_tf.training.step import StepConfig, metrics_from_sums, per_example_terms
+
+    rng = np.random.default_rng(1)
+    student, teacher = rng.normal(0, 2, (4, 5)), rng.normal(0, 2, (4, 5))
+    labels = np.array([2, -1, 0, -1])
+    config = StepConfig(train_mode="distill", temperature=0.5, hidden_norm=True, weight_decay=0.0,
+                        optimizer_name="momentum", supervised=True, distill_temperature=2.0, distill_label_weight=0.3)
+    losses, sums = per_example_terms({"logits_sup": tf.constant(student, tf.float32)}, tf.constant(labels), 1, config,
+                                     tf.constant(teacher, tf.float32))
+    log_softmax = student - np.log(np.exp(student).sum(axis=1, keepdims=True))
+    cross_entropy = np.array([-log_softmax[i, label] if label >= 0 else 0.0 for i, label in enumerate(labels)])
+    expected = 0.3 * cross_entropy + 0.7 * numpy_distillation(teacher, student, 2.0)
+    np.testing.assert_allclose(losses, expected, rtol=1e-5)
+    metrics = metrics_from_sums(sums, tf.constant(4.0))
+    assert float(metrics["supervised_loss"]) == pytest.approx(cross_entropy.sum() / 2, rel=1e-5)  # Over the labelled.
+    correct = [np.argmax(student[i]) == labels[i] for i in (0, 2)]
+    assert float(metrics["supervised_acc"]) == pytest.approx(np.mean(correct))
+    assert float(metrics["distill_loss"]) == pytest.approx(numpy_distillation(teacher, student, 2.0).mean(), rel=1e-5)
+    assert "labelled_views" not in metrics
+
+
+def test_keep_labels_of_keeps_every_image_and_only_the_chosen_labels():
+    from simclr_tf.data import SourceConfig, build_source
+    from simclr_tf.data.subset import keep_labels_of
+
+    source = build_source(SourceConfig(dataset="fashion_mnist_offline", split="test"))
+    kept = keep_labels_of(source, np.array([3, 7]))
+    assert kept.num_examples == source.num_examples == 10000
+    original = {int(i): int(label) for i, _, label in source.make_dataset(None).take(10)}
+    masked = {int(i): int(label) for i, _, label in kept.make_dataset(None).take(10)}
+    assert masked == {i: (original[i] if i in (3, 7) else -1) for i in range(10)}
+
+
+def test_distillation_with_a_label_fraction_uses_every_image(teacher, tmp_path):
+    result = check_ok(run_cli(*DISTILL, f"--teacher={teacher}", "--distill_label_weight=0.5", "--label_fraction=0.01",
+                              f"--model_dir={tmp_path}", "--train_steps=1", "--noexport_hub_module"))
+    assert "labelled images: 600 of 60000 (0.01 of each class, seed 0) add the cross-entropy" in result.stdout
+    assert "steps 0/1" in result.stdout and "60000 examples" in result.stdout
+    refused = run_cli(*DISTILL, f"--teacher={teacher}", "--label_fraction=0.01", f"--model_dir={tmp_path}/alpha0")
+    assert refused.returncode == 1 and "--distill_label_weight > 0" in error_line(refused)

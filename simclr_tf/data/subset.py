@@ -163,6 +163,26 @@ def subset_source(source: Source, indices: np.ndarray) -> Source:
     )
 
 
+def keep_labels_of(source: Source, indices: np.ndarray, unlabelled: int = -1) -> Source:
+    """Every example of `source`, but only those at `indices` keep their label; the others get
+    `unlabelled`. SimCLRv2's distillation (arXiv 2006.10029, eq. 3) trains on every image and adds
+    the cross-entropy of the labelled ones only."""
+    indices = _int_array("indices", indices, num_examples=source.num_examples)
+    if indices.size == 0:
+        fail("indices", indices, "must not be empty")
+    labelled = np.zeros(source.num_examples, bool)
+    labelled[indices] = True
+    base_make_dataset = source.make_dataset
+
+    def make_dataset(input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+        table = tf.constant(labelled)
+        return base_make_dataset(input_context).map(
+            lambda index, image, label: (index, image, tf.where(tf.gather(table, index), label,
+                                                                tf.constant(unlabelled, label.dtype))))
+
+    return dataclasses.replace(source, name=f"{source.name}[labels of {indices.size}]", make_dataset=make_dataset)
+
+
 def write_subset_ids(
     path: str,
     indices: np.ndarray,

@@ -43,6 +43,7 @@ from simclr_tf.models import SimCLRModel
 from simclr_tf.training.step import (
     StepConfig,
     for_optimizer,
+    metrics_from_sums,
     nan_unless_finite,
     per_example_terms,
     views_to_batch,
@@ -155,7 +156,7 @@ def make_cached_train_step(
 
         optimizer.apply_gradients(zip(gradients, variables))
         loss += example_loss
-        metrics.update({name: total / local_views for name, total in sums.items()})
+        metrics.update(metrics_from_sums(sums, local_views))
         loss += weight_decay
         metrics.update(total_loss=nan_unless_finite(loss, gradients), weight_decay=weight_decay)
         return metrics

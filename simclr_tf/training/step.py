@@ -19,6 +19,12 @@ from simclr_tf.models import SimCLRModel
 from simclr_tf.training.builders import l2_penalty
 
 
+# The label of an image whose label the step must not use (simclr_tf.data.subset.keep_labels_of).
+UNLABELLED = -1
+# per_example_terms's count of labelled views, by which the supervised metrics are averaged.
+LABELLED = "labelled_views"
+
+
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
     train_mode: str  # "pretrain", "finetune" or "distill"
@@ -50,17 +56,19 @@ def per_example_terms(outputs: dict, labels: tf.Tensor, num_views: int, config: 
                       teacher_logits: tf.Tensor | None) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """The loss terms that are means over examples: (per-example loss [n], {metric: sum over examples}).
 
-    The supervised head's cross-entropy (weighted by alpha when distilling) and the
-    distillation cross-entropy (weighted by 1 - alpha). Sums, so that a step over chunks
-    can add them up and divide once.
+    The supervised head's cross-entropy (weighted by alpha when distilling; 0 for an UNLABELLED
+    image, so a labelled example weighs 1/batch as in fine-tuning) and the distillation
+    cross-entropy (weighted by 1 - alpha). Sums, so that a step over chunks can add them up and
+    divide once (metrics_from_sums).
     """
     loss = tf.zeros([tf.shape(outputs["logits_sup"])[0]])
     sums = {}
     alpha = config.distill_label_weight if config.distills else 1.0
     if config.supervised:
-        cross_entropy, correct = supervised_terms(outputs, labels, num_views)
+        cross_entropy, correct, labelled = supervised_terms(outputs, labels, num_views)
         loss += alpha * cross_entropy
-        sums.update(supervised_loss=tf.reduce_sum(cross_entropy), supervised_acc=tf.reduce_sum(correct))
+        sums.update(supervised_loss=tf.reduce_sum(cross_entropy), supervised_acc=tf.reduce_sum(correct),
+                    **{LABELLED: tf.reduce_sum(labelled)})
     if config.distills:
         student_logits = tf.cast(outputs["logits_sup"], tf.float32)
         distill = distillation_cross_entropy(teacher_logits, student_logits, config.distill_temperature)
@@ -75,13 +83,25 @@ def views_to_batch(views: tf.Tensor) -> tf.Tensor:
     return tf.concat(tf.unstack(views, axis=1), axis=0)
 
 
-def supervised_terms(outputs: dict, labels: tf.Tensor, num_views: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """Per-view cross-entropy of the supervised head and whether its arg-max is right (float32 0/1)."""
+def supervised_terms(outputs: dict, labels: tf.Tensor, num_views: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Per view: the supervised head's cross-entropy, whether its arg-max is right, and whether the
+    image is labelled (float32 0/1). An UNLABELLED image (distillation's images outside the labelled
+    subset) adds 0 to the first two."""
     logits = tf.cast(outputs["logits_sup"], tf.float32)
     view_labels = tf.tile(labels, [num_views])
-    cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=view_labels, logits=logits)
+    labelled = view_labels != UNLABELLED
+    known = tf.where(labelled, view_labels, tf.zeros_like(view_labels))  # Any class: masked below.
+    mask = tf.cast(labelled, tf.float32)
+    cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=known, logits=logits) * mask
     predicted = tf.argmax(logits, axis=1, output_type=view_labels.dtype)
-    return cross_entropy, tf.cast(tf.equal(predicted, view_labels), tf.float32)
+    return cross_entropy, tf.cast(tf.equal(predicted, view_labels), tf.float32) * mask, mask
+
+
+def metrics_from_sums(sums: dict[str, tf.Tensor], num_views: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Means of `per_example_terms`'s sums: the supervised ones over the labelled views, the others over all."""
+    labelled = tf.maximum(sums.get(LABELLED, num_views), 1.0)
+    return {name: total / (labelled if name.startswith("supervised_") else num_views)
+            for name, total in sums.items() if name != LABELLED}
 
 
 def weight_decay_term(model: SimCLRModel, config: StepConfig) -> tf.Tensor:
@@ -141,8 +161,7 @@ def make_train_step(
             if config.supervised or config.distills:
                 example_losses, sums = per_example_terms(outputs, labels, num_views, config, teacher)
                 loss += tf.reduce_mean(example_losses)
-                count = tf.cast(tf.shape(images)[0], tf.float32)
-                metrics.update({name: total / count for name, total in sums.items()})
+                metrics.update(metrics_from_sums(sums, tf.cast(tf.shape(images)[0], tf.float32)))
             weight_decay = weight_decay_term(model, config)
             loss += weight_decay
             scaled_loss = for_optimizer(distributed.scale_loss_for_replicas(loss), optimizer)

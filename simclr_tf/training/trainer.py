@@ -38,7 +38,7 @@ from simclr_tf.training.builders import (
 from simclr_tf.training.gradient_cache import make_cached_train_step
 from simclr_tf.training.preemption import CoordinatedStop, StopRequest, spans_processes
 from simclr_tf.training.progress import Progress
-from simclr_tf.training.step import StepConfig, make_train_step, metric_names
+from simclr_tf.training.step import UNLABELLED, StepConfig, make_train_step, metric_names
 from simclr_tf.training.teacher import Teacher
 from simclr_tf.training.workers import is_chief, worker_dir
 
@@ -131,7 +131,8 @@ def uses_supervised_head(config: RunConfig, source: Source) -> bool:
 
 
 def labelled_subset(config: RunConfig, source: Source, chief: bool, printer: Callable[[str], None]) -> Source:
-    """The part of the train split whose labels fine-tuning may use (TrainConfig.label_fraction, ...).
+    """The part of the train split whose labels fine-tuning may use (TrainConfig.label_fraction, ...);
+    when distilling, every image, with the labels of that part only.
 
     The ids go to model_dir/subset_ids.json; a resumed run reads them back, so the
     subset cannot change under it, and TrainConfig.subset_ids lets another run use the same.
@@ -159,6 +160,10 @@ def labelled_subset(config: RunConfig, source: Source, chief: bool, printer: Cal
         subset.write_subset_ids(ids_path, ids, source_name=source.name, split=config.source.split, seed=train.seed,
                                 fraction=train.label_fraction or None, per_class=train.examples_per_class or None,
                                 labels=labels)
+    if config.train.train_mode == "distill":  # Distillation sees every image; only these keep their labels.
+        printer(f"labelled images: {ids.size} of {source.num_examples} ({origin}) add the cross-entropy; ids in "
+                f"{ids_path}")
+        return subset.keep_labels_of(source, ids, unlabelled=UNLABELLED)
     printer(f"labelled subset: {ids.size} of {source.num_examples} examples ({origin}); ids in {ids_path}")
     return subset.subset_source(source, ids)
 
