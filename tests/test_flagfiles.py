@@ -11,7 +11,8 @@ import pytest
 
 from cli_helpers import REPO, environment
 
-FLAGFILES = sorted(glob.glob(os.path.join(REPO, "flags", "*.cfg")))
+FLAGFILES = sorted(glob.glob(os.path.join(REPO, "flags", "*.cfg"))
+                   + glob.glob(os.path.join(REPO, "flags", "semi_supervised", "*.cfg")))
 
 PARSE_ALL = """
 import json, sys
@@ -42,7 +43,8 @@ def test_the_paper_setups_and_the_quickstart_have_flagfiles():
     names = {os.path.basename(p) for p in FLAGFILES}
     assert {"quickstart_fashion_mnist.cfg", "cifar10_resnet18_pretrain.cfg", "cifar10_resnet50_pretrain.cfg",
             "imagenet_resnet50_1x_pretrain.cfg", "imagenet_resnet50_2x_pretrain.cfg", "imagenet_resnet50_4x_pretrain.cfg",
-            "imagenet_finetune_1pct.cfg", "imagenet_finetune_10pct.cfg", "imagenet_linear_eval.cfg"} <= names
+            "imagenet_finetune_1pct.cfg", "imagenet_finetune_10pct.cfg", "imagenet_linear_eval.cfg",
+            "fashion_mnist_pretrain.cfg", "fashion_mnist_finetune.cfg", "fashion_mnist_distill.cfg"} <= names
 
 
 @pytest.mark.parametrize("path", FLAGFILES, ids=os.path.basename)
@@ -55,7 +57,7 @@ def test_flagfile_says_how_to_run_it_and_what_to_expect(path):
     with open(path) as f:
         header = [line for line in f if line.startswith("#")]
     text = "".join(header)
-    assert "python -m simclr_tf.run --flagfile=flags/" + os.path.basename(path) in text
+    assert "python -m simclr_tf.run --flagfile=" + os.path.relpath(path, REPO) in text
     assert "Expected" in text and ("Runtime" in text or "min" in text)
 
 
