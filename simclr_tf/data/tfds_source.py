@@ -159,5 +159,6 @@ def _devkit_ground_truth(labels: tf.Tensor, labels_not_difficult: tf.Tensor, num
     def holds(classes):
         return tf.math.bincount(tf.cast(classes, tf.int32), minlength=num_classes, maxlength=num_classes) > 0
 
-    return tf.where(holds(labels_not_difficult), tf.constant(1, tf.int64),
-                    tf.where(holds(labels), tf.constant(0, tf.int64), tf.constant(-1, tf.int64)))
+    truth = tf.where(holds(labels_not_difficult), tf.constant(1, tf.int64),
+                     tf.where(holds(labels), tf.constant(0, tf.int64), tf.constant(-1, tf.int64)))
+    return tf.ensure_shape(truth, [num_classes])  # bincount's length is not static; the Source's contract is.

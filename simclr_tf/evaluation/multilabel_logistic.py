@@ -35,27 +35,25 @@ def random_holdout(num_examples: int, fraction: float, seed: int) -> tuple[np.nd
 
 
 class _PerClassClassifiers:
-    """One binary classifier per class; a class with a single outcome in its fit data scores a constant."""
+    """One binary classifier per class; a class with a single outcome in its fit data scores a constant
+    (+1 all positive, -1 all negative) instead."""
 
     def __init__(self, features: np.ndarray, ground_truth: np.ndarray, l2: float, max_iterations: int,
                  warm_start_from: "_PerClassClassifiers | None" = None):
-        self.classifiers, self.constants = [], []
+        self.classifiers = []  # Per class: a fitted classifier, or the constant score.
         for c in range(ground_truth.shape[1]):
             used = ground_truth[:, c] != DIFFICULT
             targets = (ground_truth[used, c] == POSITIVE).astype(np.int64)
             if np.unique(targets).size < 2:
-                self.classifiers.append(None)
-                self.constants.append(1.0 if targets.size and targets[0] else -1.0)
+                self.classifiers.append(1.0 if targets.size and targets[0] else -1.0)
                 continue
+            # The sweep's fits share the ground truth, so a fitted class was fitted at the previous strength too.
             previous = warm_start_from.classifiers[c] if warm_start_from else None
             self.classifiers.append(fit_logistic_regression(features[used], targets, l2, max_iterations, previous))
-            self.constants.append(0.0)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
-        columns = [classifier.decision_function(features) if classifier is not None
-                   else np.full(features.shape[0], constant)
-                   for classifier, constant in zip(self.classifiers, self.constants)]
-        return np.stack(columns, axis=1)
+        return np.stack([np.full(features.shape[0], classifier) if isinstance(classifier, float)
+                         else classifier.decision_function(features) for classifier in self.classifiers], axis=1)
 
 
 def multilabel_logistic_eval(train_features: np.ndarray, train_ground_truth: np.ndarray, eval_features: np.ndarray,

@@ -44,10 +44,10 @@ def padded_eval_dataset(source: Source, image_size: int, global_batch_size: int,
         return preprocess_for_eval(to_unit_float(image), image_size), label, tf.constant(REAL, tf.int32)
 
     images = source.make_dataset(input_context).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-    label_shape = [source.num_classes] if source.multi_label else []
-    padding = tf.data.Dataset.from_tensors(
-        (tf.zeros([image_size, image_size, 3], tf.float32), tf.zeros(label_shape, tf.int64), tf.constant(PADDING, tf.int32))
-    ).repeat()
+    label_spec = images.element_spec[1]  # A class, or a class vector (multi-label).
+    padding = tf.data.Dataset.from_tensors((tf.zeros([image_size, image_size, 3], tf.float32),
+                                            tf.zeros(label_spec.shape, label_spec.dtype),
+                                            tf.constant(PADDING, tf.int32))).repeat()
     dataset = images.concatenate(padding).take(steps * per_pipeline_batch)
     return dataset.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
