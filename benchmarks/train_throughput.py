@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import resource
 import subprocess
@@ -47,6 +46,7 @@ import keras
 import tensorflow as tf
 from absl import app, flags
 
+from benchmarks import machine as machine_info
 from benchmarks.flops import build_simclr_model, model_forward_flops
 from benchmarks.throughput_report import format_table, json_record
 from simclr_tf.augment import AugmentConfig
@@ -65,8 +65,6 @@ PRESETS = {
                     steps=4, warmup_steps=1, end_to_end_steps=2),
 }
 VARIANTS = ("float32", "mixed_bfloat16", "float32_xla", "mixed_bfloat16_xla", "mixed_float16", "mixed_float16_xla")
-ENV_SHOWN = ("TF_ENABLE_ONEDNN_OPTS", "TF_SET_ONEDNN_FPMATH_MODE", "ONEDNN_DEFAULT_FPMATH_MODE", "TF_XLA_FLAGS", "OMP_NUM_THREADS",
-             "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "KMP_AFFINITY", "DNNL_MAX_CPU_ISA")
 
 flags.DEFINE_enum("config", "r18_32", list(PRESETS), "Preset; the flags below override its fields.")
 flags.DEFINE_integer("resnet_depth", None, "ResNet depth (preset: 18 or 50).")
@@ -279,20 +277,6 @@ def run_worker(worker: str, argv: list[str], env: dict) -> dict:
     return result
 
 
-def machine() -> dict:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        lines = f.read().splitlines()
-    for line in lines:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    isa = sorted({w for line in lines if line.startswith("flags") for w in line.split()
-                  if w.startswith(("avx512_bf16", "amx", "avx512f", "avx512_vnni"))})
-    return {"cpu": cpu, "isa": isa, "cores": os.cpu_count(), "python": platform.python_version(),
-            "sched_affinity": len(os.sched_getaffinity(0)), "load_average_at_start": os.getloadavg()}
-
-
 def main(argv):
     s = settings()
     unknown = [v for v in FLAGS.variants if v not in VARIANTS]
@@ -314,8 +298,8 @@ def main(argv):
                                                     env.get("PYTHONPATH")) if p)
     extra = dict(item.split("=", 1) for item in FLAGS.env)
     env.update(extra)
-    shown = {k: env[k] for k in ENV_SHOWN if k in env} | extra
-    report = {"settings": s, "machine": machine(), "env": shown, "flags": {
+    shown = machine_info.shown_env(env) | extra
+    report = {"settings": s, "machine": machine_info.describe(), "env": shown, "flags": {
         k: FLAGS[k].value for k in ("config", "variants", "seconds", "pipeline_seconds", "matmul_size",
                                     "intra_op_threads", "inter_op_threads")}}
     progress(f"{report['machine']['cpu']}, {report['machine']['cores']} cores, settings {s}, env {shown or 'defaults'}")

@@ -5,9 +5,14 @@
 
 --original_dir is the directory holding the original's run.py (tf2/ of a google-research/simclr
 checkout); its code stays outside this repository and is run as it is.
-Expected runtime on 2 otherwise idle CPU cores with --steps=4: ~4 min (measured 3 min 51 s: the
-original 160 s at ~20 s/step, ours ~70 s at ~11.5 s/step, each with its start-up and compile).
-Target: ours / original >= 1.8x views/s.
+Expected runtime on 2 otherwise idle CPU cores with --steps=4: 2.5-4 min (each program's wall
+time includes its start-up and compile). Measured: 2 min 20 s on an Intel Xeon with AMX-BF16 (the
+original 97 s at 17.4 s/step, ours 43 s at 6.9 s/step); 3 min 51 s on an AMD EPYC with
+AVX512-BF16 and no AMX (the original 160 s at ~20 s/step, ours ~70 s at ~11.5 s/step).
+Target: ours / original >= 1.8x views/s. The ratio depends on the CPU's bfloat16 hardware (ours
+computes in bfloat16 where the CPU has it, the original in float32), so the benchmark prints and
+records the CPU, its AVX-512/AMX instruction sets and the oneDNN settings of the environment
+(benchmarks/machine.py); compare ratios only between runs on the same machine line.
 
 Both programs run the original README's CIFAR-10 pretraining command (ResNet-18, batch 512,
 LARS, 32x32 views, no blur), one after the other in their own subprocesses, for --steps steps:
@@ -35,7 +40,6 @@ import datetime
 import importlib.metadata
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -44,6 +48,8 @@ import tempfile
 import time
 
 from absl import app, flags
+
+from benchmarks import machine as machine_info
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH_SIZE = 512
@@ -189,17 +195,6 @@ def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def package_version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)
@@ -282,6 +277,8 @@ def main(argv):
     if FLAGS.steps < 3:
         sys.exit(f"versus_original: --steps={FLAGS.steps}: need >= 3 (step 1 compiles and is not timed)")
     started = time.monotonic()
+    # Recorded before the programs run: the load average then says whether the cores were idle.
+    machine, env_shown = machine_info.describe(), machine_info.shown_env(os.environ)
     work_dir = tempfile.mkdtemp(prefix="versus_original_")
     try:
         # One after the other: on a shared CPU, either would slow the other down.
@@ -293,15 +290,15 @@ def main(argv):
     shutil.rmtree(work_dir, ignore_errors=True)
     ratio = ours["views_per_s"] / original["views_per_s"]
     print()
-    print(f"README CIFAR-10 command, ResNet-18, batch {BATCH_SIZE}, {FLAGS.steps} steps each "
-          f"(step 1 not timed); {cpu_model()}, {os.cpu_count()} cores")
+    print(f"README CIFAR-10 command, ResNet-18, batch {BATCH_SIZE}, {FLAGS.steps} steps each (step 1 not timed)")
+    print(f"machine: {machine_info.summary(machine, env_shown)}")
     print(format_table([original, ours]))
     print(ratio_line(ratio))
     if FLAGS.output_json:
         record = {
             "command": list(README_COMMAND), "batch_size": BATCH_SIZE, "steps": FLAGS.steps,
             "mock_examples": FLAGS.mock_examples,
-            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
+            "machine": machine, "env": env_shown,
             "tf_version": package_version("tensorflow"), "tf_keras_version": package_version("tf-keras"),
             "original": original, "ours": ours, "ratio_ours_over_original": ratio, "target_ratio": TARGET_RATIO,
             "meets_target": ratio >= TARGET_RATIO, "total_wall_s": time.monotonic() - started,

@@ -116,7 +116,9 @@ def test_the_benchmark_runs_both_programs(tmp_path):
         cwd=REPO, env=environment(), capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "ours / original: " in result.stdout
+    assert "\nmachine: " in result.stdout
     record = json.loads(output.read_text())
+    assert record["machine"]["cores"] == os.cpu_count() and isinstance(record["machine"]["isa"], list)
     for program in ("original", "ours"):
         assert record[program]["timed_steps"] == 2
         assert record[program]["views_per_s"] > 0
