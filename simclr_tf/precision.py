@@ -4,9 +4,12 @@ bfloat16 halves the memory traffic of convolutions and matmuls where the hardwar
 it natively, and needs no loss scaling; where it is emulated it is slower than float32.
 So "auto" is mixed_bfloat16 on TPUs, on NVIDIA GPUs of compute capability 8.0 or more
 (Ampere and later), and on x86 CPUs with AVX512_BF16 or AMX-BF16 instructions when oneDNN
-is on (TensorFlow's default); float32 everywhere else. Measured on a 2-core AVX512_BF16
-CPU: 1.6x the float32 training throughput for ResNet-18 at 32 px, and 18x slower with oneDNN
-off (benchmarks/train_throughput.py).
+is on (TensorFlow's default); float32 everywhere else. Measured on 2 cores for ResNet-18 at
+32 px (benchmarks/train_throughput.py): 1.6x the float32 training throughput on an AMD EPYC
+with AVX512_BF16, 2.3x on an Intel Xeon with AMX-BF16, and 18x slower with oneDNN off. The
+instruction sets do not settle it everywhere: the same Xeon with oneDNN held below AMX
+(ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16) ran bfloat16 at 0.64x float32, so the choice and its
+reason are logged, and "float32" can always be forced.
 """
 
 from __future__ import annotations
