@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import platform
 
+from simclr_tf.cpu_info import CPUINFO, cpu_flags, cpu_model
+
 # The instruction sets that decide float32 / bfloat16 speed on x86.
 ISA_SHOWN_PREFIXES = ("avx512_bf16", "amx", "avx512f", "avx512_vnni")
 # Environment variables that change what TensorFlow and oneDNN run.
@@ -20,18 +22,10 @@ ENV_SHOWN = ("TF_ENABLE_ONEDNN_OPTS", "TF_SET_ONEDNN_FPMATH_MODE", "ONEDNN_DEFAU
              "KMP_AFFINITY")
 
 
-def describe(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
+def describe(cpuinfo_path: str = CPUINFO) -> dict:
     """CPU model, its float32/bfloat16-relevant instruction sets, cores, Python and the load when asked."""
-    try:
-        with open(cpuinfo_path) as f:
-            lines = f.read().splitlines()
-    except OSError:
-        lines = []
-    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-               platform.processor() or platform.machine())
-    isa = sorted({word for line in lines if line.startswith("flags") for word in line.split()
-                  if word.startswith(ISA_SHOWN_PREFIXES)})
-    return {"cpu": cpu, "isa": isa, "cores": os.cpu_count(), "python": platform.python_version(),
+    isa = sorted(flag for flag in cpu_flags(cpuinfo_path) if flag.startswith(ISA_SHOWN_PREFIXES))
+    return {"cpu": cpu_model(cpuinfo_path), "isa": isa, "cores": os.cpu_count(), "python": platform.python_version(),
             "sched_affinity": len(os.sched_getaffinity(0)), "load_average_at_start": list(os.getloadavg())}
 
 

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from simclr_tf.cpu_info import cpu_flags
+
 AUTO = "auto"
 BFLOAT16 = "mixed_bfloat16"
 FLOAT32 = "float32"
@@ -89,16 +91,3 @@ def replica_device_kind(strategy: tf.distribute.Strategy) -> str:
     except RuntimeError:  # The default strategy has none: ops go to the first GPU if there is one.
         return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
     return "GPU" if any("GPU" in tf.DeviceSpec.from_string(d).device_type for d in devices) else "CPU"
-
-
-def cpu_flags(cpuinfo_path: str = "/proc/cpuinfo") -> frozenset[str]:
-    """The instruction-set flags the kernel reports for the CPU (empty where there is no /proc/cpuinfo)."""
-    try:
-        with open(cpuinfo_path, encoding="utf-8", errors="replace") as cpuinfo:
-            for line in cpuinfo:
-                key, _, value = line.partition(":")
-                if key.strip() == "flags":
-                    return frozenset(value.split())
-    except OSError:
-        pass
-    return frozenset()

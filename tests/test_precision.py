@@ -8,8 +8,9 @@ import tensorflow as tf
 
 from cli_helpers import TINY_FLAGS, check_ok, run_cli
 from simclr_tf.config import RunConfig, TrainConfig
+from simclr_tf.cpu_info import cpu_flags
 from simclr_tf.errors import ConfigError
-from simclr_tf.precision import choose_precision, cpu_flags, replica_device_kind, resolve_precision
+from simclr_tf.precision import choose_precision, replica_device_kind, resolve_precision
 from simclr_tf.training.trainer import Trainer
 
 
